@@ -1,0 +1,83 @@
+"""facelab: see, recognise and describe faces, offline.
+
+    >>> import facelab
+    >>> faces = facelab.detect("group.jpg")            # boxes, landmarks, pose, quality
+    >>> result = facelab.verify("a.jpg", "b.jpg")      # same person?  result.same, result.similarity
+    >>> faces = facelab.embed("a.jpg")                 # faces with .embedding (unit vectors, cosine)
+
+Images may be a path, bytes, a PIL image or a NumPy array; arrays are RGB unless you pass order="bgr"
+(OpenCV's cv2.imread gives BGR). Models load on first use and are reused by the whole process.
+Importing facelab loads no model and no heavy library.
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+# OpenCV 5 warns on every net about placement targets it ignores; keep its log to real errors.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .faces import Face
+    from .verification import Verification
+
+__all__ = ["detect", "embed", "verify", "load_image", "models", "FaceAnalysis", "FaceFilter", "Face",
+           "FacelabError", "__version__"]
+
+
+def detect(image, *, min_size=None, min_score=None, max_yaw=None, max_pitch=None, max_roll=None,
+           detector: str = "yunet", order: str = "rgb") -> list["Face"]:
+    """Every face in `image`, left to right: box, score, 5 landmarks, pose (degrees), quality."""
+    from .pipeline import FaceFilter, shared_analysis
+
+    filters = FaceFilter(min_size=min_size, min_score=min_score, max_yaw=max_yaw, max_pitch=max_pitch,
+                         max_roll=max_roll)
+    return shared_analysis(detector=detector).detect(image, filters, order=order)
+
+
+def embed(image, *, model: str = "sface", flip: bool = False, order: str = "rgb") -> list["Face"]:
+    """Every face in `image` with `.embedding` (unit vector) and `.embedding_model` set."""
+    from .pipeline import shared_analysis
+
+    return shared_analysis(embedder=model, flip=flip).get(image, order=order)
+
+
+def verify(image_a, image_b, *, model: str = "sface", flip: bool = False, threshold: float | None = None,
+           far: float | None = None, face_a: int | None = None, face_b: int | None = None,
+           order: str = "rgb") -> "Verification":
+    """Same person or not. Uses the main face of each photo unless face_a / face_b pick one by index."""
+    from .pipeline import shared_analysis
+
+    return shared_analysis(embedder=model, flip=flip).verify(image_a, image_b, threshold=threshold, far=far,
+                                                             face_a=face_a, face_b=face_b, order=order)
+
+
+def models() -> dict[str, Any]:
+    """The model registry: name -> spec (task, carrier package, licence, file, sha256...)."""
+    from .models.registry import all_models
+
+    return all_models()
+
+
+def load_image(source, order: str = "rgb"):
+    from .images import load_image as _load
+
+    return _load(source, order)
+
+
+def __getattr__(name: str):  # lazy public classes, so `import facelab` stays light
+    if name in ("FaceAnalysis", "FaceFilter"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    if name == "Face":
+        from .faces import Face
+
+        return Face
+    if name == "FacelabError":
+        from .errors import FacelabError
+
+        return FacelabError
+    raise AttributeError(f"module 'facelab' has no attribute {name!r}")

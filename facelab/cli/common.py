@@ -1,0 +1,52 @@
+"""Shared CLI helpers: error reporting, exit codes for batches, JSON output."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Any, Callable
+
+import click
+
+from ..errors import EXIT_OK, EXIT_PARTIAL, FacelabError
+
+
+def fail(err: FacelabError, as_json: bool = False) -> None:
+    """Print a one-line error and exit with its code."""
+    if as_json:
+        click.echo(json.dumps({"error": {"code": err.code, "message": str(err)}}))
+    click.echo(f"facelab: error: {err}", err=True)
+    sys.exit(err.exit_code)
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn FacelabError (and Ctrl-C) into a one-line message and a stable exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except FacelabError as err:
+            fail(err, kwargs.get("as_json", False))
+        except KeyboardInterrupt:
+            click.echo("facelab: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def batch_exit_code(codes: list[int]) -> int:
+    """0 if every input succeeded; a single input's own code; otherwise 7 (some inputs failed)."""
+    if all(c == EXIT_OK for c in codes):
+        return EXIT_OK
+    if len(codes) == 1:
+        return codes[0]
+    return EXIT_PARTIAL
+
+
+def error_record(source: str, err: FacelabError) -> dict[str, Any]:
+    return {"file": source, "error": {"code": err.code, "message": str(err)}}
+
+
+def echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))

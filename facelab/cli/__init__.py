@@ -17,6 +17,14 @@ COMMANDS = [
     "facelab.cli.core:embed",
     "facelab.cli.core:models",
     "facelab.cli.eval:eval_group",
+    "facelab.cli.gallery:gallery",
+    "facelab.cli.gallery:identify",
+    "facelab.cli.gallery:lookalike",
+    "facelab.cli.attributes:analyze",
+    "facelab.cli.attributes:emoticon",
+    "facelab.cli.train:dataset",
+    "facelab.cli.train:train",
+    "facelab.cli.serve:serve",
 ]
 
 
@@ -35,7 +43,7 @@ for _ref in COMMANDS:
     _module, _attr = _ref.split(":")
     try:
         main.add_command(getattr(importlib.import_module(_module), _attr))
-    except ModuleNotFoundError as _exc:  # a feature whose optional dependencies are not installed
-        if not _exc.name or not _exc.name.startswith("facelab"):
+    except ModuleNotFoundError as _exc:
+        if _exc.name == _module:  # a command module not written yet
             continue
         raise

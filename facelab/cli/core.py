@@ -166,11 +166,14 @@ def embed(photos, output, model, flip, all_faces):
     sys.exit(batch_exit_code(codes))
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.pass_context
 @handle_errors
-def models(as_json):
+def models(ctx, as_json):
     """Every registered model: task, carrier package, file, sha256, licence, size, installed and intact."""
+    if ctx.invoked_subcommand is not None:
+        return
     from ..models.registry import all_models, installed_version, model_path, model_status
 
     rows = []

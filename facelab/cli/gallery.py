@@ -39,12 +39,13 @@ def gallery():
 @click.option("--min-size", type=float, default=40.0, show_default=True, help="Smallest face, pixels.")
 @click.option("--max-yaw", type=float, default=45.0, show_default=True, help="Most turned face, degrees.")
 @click.option("--max-pitch", type=float, default=40.0, show_default=True)
+@click.option("--batch", type=int, default=32, show_default=True, help="Photos written per transaction.")
 @click.option("--retry-skipped", is_flag=True, help="Look again at files skipped by an earlier run.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is off anyway when not on a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @handle_errors
-def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch, retry_skipped, no_progress,
-          as_json):
+def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch, batch, retry_skipped,
+          no_progress, as_json):
     """Enrol ROOT/<person>/<photos>: detect, filter, embed and store every photo under its person.
 
     Re-running adds only new or changed files. Exit 0, or 7 if some photos were skipped.
@@ -54,6 +55,7 @@ def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch,
     g = _open(location, timeout, create=True, model=model)
     try:
         report = g.enrol_folder(root, progress=not no_progress, workers=workers, retry_skipped=retry_skipped,
+                                batch=batch,
                                 options=EnrolOptions(min_size=min_size, max_yaw=max_yaw, max_pitch=max_pitch))
     finally:
         g.close()

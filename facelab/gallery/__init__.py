@@ -85,10 +85,12 @@ class Gallery:
 
     # -- people and photos ---------------------------------------------------------------------------------
     def enrol_folder(self, root, progress: bool = True, workers: int = 1, options: EnrolOptions | None = None,
-                     retry_skipped: bool = False) -> EnrolReport:
-        """Enrol ROOT/<person>/<photos>; re-running adds only new or changed files."""
+                     retry_skipped: bool = False, batch: int = 32) -> EnrolReport:
+        """Enrol ROOT/<person>/<photos>; re-running adds only new or changed files.
+
+        batch: photos written per transaction (a crash loses at most one batch, which a re-run redoes)."""
         return enrol_folder(self, root, progress=progress, workers=workers, options=options,
-                            retry_skipped=retry_skipped)
+                            retry_skipped=retry_skipped, batch=batch)
 
     def add_photo(self, person: str, image, source: str | None = None, face: int | None = None) -> PhotoRecord:
         """Add one photo of `person` (its main face, or face number `face`). Raises on no face or a duplicate."""

@@ -154,7 +154,7 @@ def _results(jobs: list, workers: int, model: str) -> Iterator[dict[str, Any]]:
 
 
 def enrol_folder(gallery: "Gallery", root, progress: bool = True, workers: int = 1,
-                 options: EnrolOptions | None = None, retry_skipped: bool = False) -> EnrolReport:
+                 options: EnrolOptions | None = None, retry_skipped: bool = False, batch: int = BATCH) -> EnrolReport:
     opts = options or EnrolOptions()
     root = Path(root)
     report = EnrolReport(str(root), gallery.location, workers=workers)
@@ -232,7 +232,7 @@ def enrol_folder(gallery: "Gallery", root, progress: bool = True, workers: int =
                 entry.status, entry.reason, entry.detail = "skipped", res["skip"], res["detail"]
                 report.skipped[res["skip"]].append({"file": job[1], "detail": res["detail"]})
             pending_files.append(entry)
-            if len(pending_files) >= BATCH:
+            if len(pending_files) >= batch:
                 flush()
             if bar is not None:
                 bar.update(1)

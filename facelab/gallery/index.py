@@ -110,10 +110,10 @@ class HnswIndex:
         res = self.index.search(q, k, threads=threads)
         keys = np.asarray(res.keys, np.int64).reshape(len(q), -1)
         sims = 1.0 - np.asarray(res.distances, np.float32).reshape(len(q), -1)
-        counts = np.asarray(res.counts).reshape(-1)
-        if (counts < k).any():  # fewer hits than asked: usearch pads; trim to what every row has
-            k = int(counts.min())
-            keys, sims = keys[:, :k], sims[:, :k]
+        counts = np.asarray(getattr(res, "counts", [len(res.keys)])).reshape(-1)
+        # rows with fewer hits than k are padded by usearch: mark the padding (id -1) for callers to drop
+        missing = np.arange(keys.shape[1])[None, :] >= counts[:, None]
+        keys[missing], sims[missing] = -1, -np.inf
         return keys, sims
 
     def get(self, ids) -> np.ndarray:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .verification import Verification
 
 __all__ = ["detect", "embed", "verify", "load_image", "models", "FaceAnalysis", "FaceFilter", "Face",
-           "FacelabError", "__version__"]
+           "FacelabError", "__version__", "open_gallery", "identify", "lookalike"]
 
 
 def detect(image, *, min_size=None, min_score=None, max_yaw=None, max_pitch=None, max_roll=None,
@@ -65,6 +65,34 @@ def load_image(source, order: str = "rgb"):
     from .images import load_image as _load
 
     return _load(source, order)
+
+
+def open_gallery(location, model: str | None = None, create: bool = True, timeout: float = 10.0, **options):
+    """A gallery of known people: a SQLite file path (created if missing) or a postgresql:// URI.
+
+    model: the embedder (None = the gallery's own; "sface" for a new one); another model than the gallery's
+    raises StoreError. timeout: seconds to wait when another process is writing to the gallery."""
+    from .gallery import open_gallery as _open
+
+    return _open(location, model=model, create=create, timeout=timeout, **options)
+
+
+def identify(image, gallery, top_k: int = 5, threshold: float | None = None, far: float | None = None,
+             **kwargs) -> list:
+    """Who is each face? Per face: the top_k people and `best` (None = unknown, below the threshold).
+
+    gallery: a Gallery or a location. threshold / far: the cosine needed, or a target false-accept rate
+    (default: the model's calibrated operating point)."""
+    from .gallery import identify as _identify
+
+    return _identify(image, gallery, top_k=top_k, threshold=threshold, far=far, **kwargs)
+
+
+def lookalike(image, gallery, **kwargs) -> list:
+    """Per face: the most similar person and their most similar photo, whatever the similarity."""
+    from .gallery import lookalike as _lookalike
+
+    return _lookalike(image, gallery, **kwargs)
 
 
 def __getattr__(name: str):  # lazy public classes, so `import facelab` stays light

@@ -1,0 +1,362 @@
+"""Gallery commands: `facelab gallery ...`, `facelab identify`, `facelab lookalike` (parsing and printing only)."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..errors import EXIT_NEGATIVE, EXIT_OK, EXIT_PARTIAL, FacelabError, NoFaceError
+from .common import batch_exit_code, echo_json, error_record, handle_errors
+
+GALLERY_HELP = "Gallery: a SQLite file (people.db) or postgresql://user@host/db (pgvector)."
+
+
+def gallery_option(fn):
+    fn = click.option("--timeout", type=float, default=10.0, show_default=True,
+                      help="Seconds to wait while another process is writing to the gallery.")(fn)
+    return click.option("-g", "--gallery", "location", required=True, envvar="FACELAB_GALLERY",
+                        help=GALLERY_HELP + " Env: FACELAB_GALLERY.")(fn)
+
+
+def _open(location, timeout, create=False, model=None):
+    from .. import open_gallery
+
+    return open_gallery(location, model=model, create=create, timeout=timeout)
+
+
+@click.group()
+def gallery():
+    """Galleries of known people: enrol, list, edit, export/import."""
+
+
+@gallery.command()
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@gallery_option
+@click.option("--model", default=None, help="Embedding model for a new gallery (default sface; an existing "
+                                            "gallery keeps its own).")
+@click.option("--workers", type=int, default=1, show_default=True, help="Processes for detection/embedding.")
+@click.option("--min-size", type=float, default=40.0, show_default=True, help="Smallest face, pixels.")
+@click.option("--max-yaw", type=float, default=45.0, show_default=True, help="Most turned face, degrees.")
+@click.option("--max-pitch", type=float, default=40.0, show_default=True)
+@click.option("--batch", type=int, default=32, show_default=True, help="Photos written per transaction.")
+@click.option("--retry-skipped", is_flag=True, help="Look again at files skipped by an earlier run.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (it is off anyway when not on a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@handle_errors
+def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch, batch, retry_skipped,
+          no_progress, as_json):
+    """Enrol ROOT/<person>/<photos>: detect, filter, embed and store every photo under its person.
+
+    Re-running adds only new or changed files. Exit 0, or 7 if some photos were skipped.
+    """
+    from ..gallery import EnrolOptions
+
+    g = _open(location, timeout, create=True, model=model)
+    try:
+        report = g.enrol_folder(root, progress=not no_progress, workers=workers, retry_skipped=retry_skipped,
+                                batch=batch,
+                                options=EnrolOptions(min_size=min_size, max_yaw=max_yaw, max_pitch=max_pitch))
+    finally:
+        g.close()
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo(f"{location}: {report.summary()}")
+        for reason, items in sorted(report.skipped.items()):
+            for item in items[:5]:
+                click.echo(f"  skipped ({reason}): {item['file']}: {item['detail']}")
+            if len(items) > 5:
+                click.echo(f"  ... and {len(items) - 5} more {reason} (--json lists all)")
+    sys.exit(EXIT_PARTIAL if report.skipped else EXIT_OK)
+
+
+@gallery.command()
+@click.argument("person")
+@click.argument("photos", nargs=-1, required=True)
+@gallery_option
+@click.option("--model", default=None, help="Embedding model for a new gallery.")
+@click.option("--face", type=int, help="Which face of the photo (index from `facelab detect`); default: main face.")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def add(person, photos, location, timeout, model, face, as_json):
+    """Add photos of PERSON (created if new). The photos are referenced by path, not copied."""
+    g = _open(location, timeout, create=True, model=model)
+    records, codes = [], []
+    try:
+        for src in photos:
+            try:
+                rec = g.add_photo(person, src, face=face)
+                records.append(rec.to_dict())
+                codes.append(EXIT_OK)
+                if not as_json:
+                    click.echo(f"added {src} as photo {rec.id} of {person}")
+            except FacelabError as err:
+                records.append(error_record(src, err))
+                codes.append(err.exit_code)
+                click.echo(f"facelab: error: {err}", err=True)
+    finally:
+        g.close()
+    if as_json:
+        echo_json(records)
+    sys.exit(batch_exit_code(codes))
+
+
+@gallery.command()
+@click.argument("photo_ids", nargs=-1, type=int, required=True)
+@gallery_option
+@handle_errors
+def remove(photo_ids, location, timeout):
+    """Remove photos by id (see `gallery show`): their records and embeddings."""
+    g = _open(location, timeout)
+    try:
+        for pid in photo_ids:
+            g.remove_photo(pid)
+            click.echo(f"removed photo {pid}")
+    finally:
+        g.close()
+
+
+@gallery.command("list")
+@gallery_option
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def list_people(location, timeout, as_json):
+    """People in the gallery, with photo counts."""
+    g = _open(location, timeout)
+    try:
+        people = [p.to_dict() for p in g.people()]
+    finally:
+        g.close()
+    if as_json:
+        echo_json(people)
+        return
+    for p in people:
+        click.echo(f"{p['name']}\t{p['photos']} photo{'s' if p['photos'] != 1 else ''}")
+    click.echo(f"{len(people)} people", err=True)
+
+
+@gallery.command()
+@click.argument("person")
+@gallery_option
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def show(person, location, timeout, as_json):
+    """One person's photos: id, file, face box, pose, quality."""
+    g = _open(location, timeout)
+    try:
+        rec = g.person(person)
+        photos = [p.to_dict() for p in g.photos(person)]
+    finally:
+        g.close()
+    if as_json:
+        echo_json({**rec.to_dict(), "photos": photos})
+        return
+    click.echo(f"{rec.name}: {rec.photos} photos")
+    for p in photos:
+        pose = p["pose"] or {}
+        click.echo(f"  #{p['id']} {p['source']}  face {p['face_index']} of {p['n_faces']}  "
+                   f"yaw={pose.get('yaw', 0):+.0f} size={(p['quality'] or {}).get('size', 0):.0f}px")
+
+
+@gallery.command()
+@gallery_option
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def stats(location, timeout, as_json):
+    """Counts, model, index kind and size on disk."""
+    g = _open(location, timeout)
+    try:
+        s = g.stats()
+    finally:
+        g.close()
+    if as_json:
+        echo_json(s)
+        return
+    for k, v in s.items():
+        click.echo(f"{k}: {json.dumps(v) if isinstance(v, dict) else v}")
+
+
+@gallery.command("export")
+@click.argument("output", type=click.Path(dir_okay=False))
+@gallery_option
+@handle_errors
+def export_cmd(output, location, timeout):
+    """Write the gallery (people, photo records, embeddings) to a portable .json or .json.gz file."""
+    g = _open(location, timeout)
+    try:
+        n = g.export(output)
+    finally:
+        g.close()
+    click.echo(f"exported {n['people']} people, {n['photos']} photos to {output} (contains face embeddings: "
+               f"biometric data)")
+
+
+@gallery.command("import")
+@click.argument("source", type=click.Path(dir_okay=False))
+@gallery_option
+@handle_errors
+def import_cmd(source, location, timeout):
+    """Add the people and photos of an exported file (same model; photos already present are skipped)."""
+    from ..gallery import EXPORT_FORMAT  # noqa: F401  (fails early if the module is broken)
+
+    model = _export_model(source)
+    g = _open(location, timeout, create=True, model=model)
+    try:
+        n = g.import_file(source)
+    finally:
+        g.close()
+    click.echo(f"imported {n['added']} photos of {n['people']} people ({n['skipped_duplicates']} already present)")
+
+
+def _export_model(path):
+    """The model named in an export file, so that importing into a new gallery creates it with that model."""
+    import gzip
+    from pathlib import Path
+
+    from ..errors import StoreError
+
+    try:
+        raw = Path(path).read_bytes()
+        doc = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+        return doc["model"]["name"]
+    except FileNotFoundError:
+        raise StoreError(f"{path}: no such file") from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise StoreError(f"{path}: not a facelab gallery export") from None
+
+
+@gallery.command()
+@click.argument("old")
+@click.argument("new")
+@gallery_option
+@handle_errors
+def rename(old, new, location, timeout):
+    """Rename a person."""
+    g = _open(location, timeout)
+    try:
+        g.rename_person(old, new)
+    finally:
+        g.close()
+    click.echo(f"renamed {old} to {new}")
+
+
+@gallery.command()
+@click.argument("src")
+@click.argument("dst")
+@gallery_option
+@handle_errors
+def merge(src, dst, location, timeout):
+    """Move every photo of SRC to DST, then delete SRC."""
+    g = _open(location, timeout)
+    try:
+        n = g.merge_people(src, dst)
+    finally:
+        g.close()
+    click.echo(f"merged {src} into {dst} ({n} photos moved)")
+
+
+@gallery.command()
+@click.argument("person")
+@gallery_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@handle_errors
+def delete(person, location, timeout, yes):
+    """Delete a person: their photo records and embeddings, everywhere (the photo files are not touched)."""
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"delete {person} and all their face data from {location}?", abort=True)
+    g = _open(location, timeout)
+    try:
+        n = g.delete_person(person)
+    finally:
+        g.close()
+    click.echo(f"deleted {person} ({n} photos)")
+
+
+def _threshold_options(fn):
+    fn = click.option("--far", type=float, help="Target false-accept rate (e.g. 0.001): picks the calibrated "
+                                                "threshold.")(fn)
+    return click.option("--threshold", type=float, help="Cosine needed to name someone (overrides --far).")(fn)
+
+
+@click.command()
+@click.argument("photos", nargs=-1, required=True)
+@gallery_option
+@click.option("-k", "--top-k", type=int, default=5, show_default=True, help="People to list per face.")
+@_threshold_options
+@click.option("--scoring", type=click.Choice(["max", "mean", "both"]), default="max", show_default=True,
+              help="Person score: best photo, mean template, or their average.")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def identify(photos, location, timeout, top_k, threshold, far, scoring, as_json):
+    """Who is in the photo? For every face: the best K people, or 'unknown' below the threshold.
+
+    Exit 0 if every photo had a known face, 1 if faces were found but nobody known, 4 no face, 7 mixed.
+    """
+    g = _open(location, timeout)
+    records, codes = [], []
+    try:
+        for src in photos:
+            try:
+                results = g.identify(src, top_k=top_k, threshold=threshold, far=far, scoring=scoring)
+                if not results:
+                    raise NoFaceError(f"{src}: no face found")
+                records.append({"file": src, "faces": [r.to_dict() for r in results]})
+                codes.append(EXIT_OK if any(r.best for r in results) else EXIT_NEGATIVE)
+                if not as_json:
+                    _print_identification(src, results)
+            except FacelabError as err:
+                records.append(error_record(src, err))
+                codes.append(err.exit_code)
+                click.echo(f"facelab: error: {err}", err=True)
+    finally:
+        g.close()
+    if as_json:
+        echo_json(records if len(photos) > 1 else records[0])
+    sys.exit(batch_exit_code(codes))
+
+
+def _print_identification(src, results):
+    t = results[0].threshold
+    click.echo(f"{src}: {len(results)} face{'s' if len(results) != 1 else ''} (threshold {t:.3f})")
+    for r in results:
+        x, y, w, h = r.face.box
+        who = f"{r.best.person} ({r.best.similarity:.3f})" if r.best else "unknown"
+        others = ", ".join(f"{m.person} {m.similarity:.3f}" for m in r.matches)
+        click.echo(f"  #{r.face.index} at ({x:.0f},{y:.0f},{w:.0f}x{h:.0f}): {who}   [{others}]")
+
+
+@click.command()
+@click.argument("photos", nargs=-1, required=True)
+@gallery_option
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def lookalike(photos, location, timeout, as_json):
+    """Who does each face look like most? The nearest person and their nearest photo, whatever the score."""
+    g = _open(location, timeout)
+    records, codes = [], []
+    try:
+        for src in photos:
+            try:
+                results = g.lookalike(src)
+                if not results:
+                    raise NoFaceError(f"{src}: no face found")
+                records.append({"file": src, "faces": [r.to_dict() for r in results]})
+                codes.append(EXIT_OK)
+                if not as_json:
+                    for r in results:
+                        if r.person is None:
+                            click.echo(f"{src} #{r.face.index}: the gallery is empty")
+                            continue
+                        photo = r.photo or {}
+                        click.echo(f"{src} #{r.face.index}: looks like {r.person} ({r.similarity:.3f}), most of "
+                                   f"all {photo.get('source') or 'photo ' + str(photo.get('id'))}")
+            except FacelabError as err:
+                records.append(error_record(src, err))
+                codes.append(err.exit_code)
+                click.echo(f"facelab: error: {err}", err=True)
+    finally:
+        g.close()
+    if as_json:
+        echo_json(records if len(photos) > 1 else records[0])
+    sys.exit(batch_exit_code(codes))

@@ -1,0 +1,316 @@
+"""Galleries: people with photos, identification (1:N, open set) and look-alikes.
+
+    >>> g = facelab.open_gallery("people.db")            # SQLite file (created if missing), or postgresql://...
+    >>> g.enrol_folder("photos/")                         # photos/<person>/*.jpg
+    >>> [r.to_dict() for r in facelab.identify("who.jpg", gallery=g)]
+
+A gallery is bound to one embedding model (default "sface"); opening it with another model is an error.
+"""
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import NoFaceError, StoreError
+from .enrol import EnrolOptions, EnrolReport, enrol_folder
+from .identify import DEFAULT_SCORING, Identification, Lookalike, Match, rank_people
+from .store import DEFAULT_MODEL, ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store, model_info, split_model_name
+
+EXPORT_FORMAT = "facelab-gallery"
+
+
+def is_postgres(location: str) -> bool:
+    return str(location).startswith(("postgresql://", "postgres://"))
+
+
+def open_gallery(location, model: str | None = None, create: bool = True, timeout: float = 10.0,
+                 **options) -> "Gallery":
+    """Open (or create) a gallery: a file path (SQLite) or a postgresql:// URI (PostgreSQL + pgvector).
+
+    model: the embedder; None = the gallery's own (a new gallery gets "sface"). A different model than the
+    gallery was built with raises StoreError. timeout: seconds to wait for another process's write lock.
+    """
+    wanted = model_info(model) if model else None
+    location = str(location)
+    if is_postgres(location):
+        from .postgres import PostgresStore
+
+        return Gallery(PostgresStore(location, wanted, create, timeout, **options))
+    from .sqlite import SqliteStore
+
+    return Gallery(SqliteStore(location, wanted, create, timeout, **options))
+
+
+class Gallery:
+    def __init__(self, store: Store):
+        self.store = store
+        self._templates: dict[int, np.ndarray] = {}
+        self._templates_version = None
+        self._names: dict[int, str] | None = None
+        self._names_version = None
+
+    # -- basics ------------------------------------------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        return self.store.location
+
+    @property
+    def model(self) -> ModelInfo:
+        return self.store.model
+
+    def __enter__(self) -> "Gallery":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Gallery({self.location!r}, model={self.model.name!r})"
+
+    def close(self) -> None:
+        self.store.close()
+
+    def analysis(self):
+        from ..pipeline import shared_analysis
+
+        name, flip = split_model_name(self.model.name)
+        return shared_analysis(embedder=name, flip=flip)
+
+    # -- people and photos ---------------------------------------------------------------------------------
+    def enrol_folder(self, root, progress: bool = True, workers: int = 1, options: EnrolOptions | None = None,
+                     retry_skipped: bool = False, batch: int = 32) -> EnrolReport:
+        """Enrol ROOT/<person>/<photos>; re-running adds only new or changed files.
+
+        batch: photos written per transaction (a crash loses at most one batch, which a re-run redoes)."""
+        return enrol_folder(self, root, progress=progress, workers=workers, options=options,
+                            retry_skipped=retry_skipped, batch=batch)
+
+    def add_photo(self, person: str, image, source: str | None = None, face: int | None = None) -> PhotoRecord:
+        """Add one photo of `person` (its main face, or face number `face`). Raises on no face or a duplicate."""
+        from ..images import load_image
+        from ..pipeline import pick_main_face
+        from .store import file_sha256
+
+        if not person or not str(person).strip():
+            raise StoreError("a person's name cannot be empty")
+        if source is None and isinstance(image, (str, Path)):
+            source = str(image)
+        if isinstance(image, (str, Path)) and Path(image).is_file():
+            sha = file_sha256(Path(image))
+        elif isinstance(image, (bytes, bytearray)):
+            sha = hashlib.sha256(image).hexdigest()
+        else:
+            rgb = load_image(image)
+            sha = hashlib.sha256(rgb.tobytes()).hexdigest()
+        rgb = load_image(image)
+        analysis = self.analysis()
+        faces = analysis.detect_rgb(rgb)
+        name = source or "photo"
+        if not faces:
+            raise NoFaceError(f"{name}: no face found")
+        if face is not None:
+            if not 0 <= face < len(faces):
+                raise NoFaceError(f"{name}: face {face} requested, but the photo has {len(faces)}")
+            chosen = faces[face]
+        else:
+            chosen = pick_main_face(faces, rgb.shape)
+        analysis.embed_faces(rgb, [chosen])
+        d = chosen.to_dict()
+        result = self.store.add_photos([NewPhoto(str(person), source, sha, chosen.index, len(faces), d["box"],
+                                                 d.get("pose"), d.get("quality"), chosen.embedding)])[0]
+        if isinstance(result, str):
+            raise StoreError(f"{name}: already in the gallery ({result})")
+        return result
+
+    def add_embeddings(self, person: str, vectors: np.ndarray, sources: list[str] | None = None,
+                       hashes: list[str] | None = None) -> list[PhotoRecord | str]:
+        """Store precomputed embeddings (made by this gallery's model) for `person`: used by benchmarks and
+        imports. Each needs a distinct content hash; by default one is derived from the vector."""
+        vectors = np.asarray(vectors, np.float32).reshape(-1, self.model.dim)
+        sources = sources or [None] * len(vectors)
+        hashes = hashes or [hashlib.sha256(v.tobytes()).hexdigest() for v in vectors]
+        return self.store.add_photos([NewPhoto(person, s, h, 0, 1, {}, None, None, v)
+                                      for v, s, h in zip(vectors, sources, hashes)])
+
+    def remove_photo(self, photo_id: int) -> None:
+        if not self.store.remove_photos([int(photo_id)]):
+            raise StoreError(f"{self.location}: no photo with id {photo_id}")
+
+    def people(self) -> list[PersonRecord]:
+        return self.store.people()
+
+    def person(self, name: str) -> PersonRecord:
+        rec = self.store.person(name)
+        if rec is None:
+            raise StoreError(f"{self.location}: no person named {name!r}")
+        rec.sources = [p.source or f"photo {p.id}" for p in self.store.photos_of(name)]
+        return rec
+
+    def photos(self, name: str) -> list[PhotoRecord]:
+        return self.store.photos_of(name)
+
+    def photo(self, photo_id: int) -> PhotoRecord | None:
+        return self.store.photo(photo_id)
+
+    def rename_person(self, old: str, new: str) -> None:
+        if not new or not new.strip():
+            raise StoreError("a person's name cannot be empty")
+        self.store.rename_person(old, new)
+
+    def merge_people(self, src: str, dst: str) -> int:
+        """Move every photo of `src` to `dst` and delete `src`; returns how many photos moved."""
+        return self.store.merge_people(src, dst)
+
+    def delete_person(self, name: str) -> int:
+        """Delete a person, their photo records and embeddings (index included); returns photos deleted."""
+        return self.store.delete_person(name)
+
+    def stats(self) -> dict[str, Any]:
+        return self.store.stats()
+
+    # -- search ------------------------------------------------------------------------------------------------
+    def vector_count(self) -> int:
+        return self.store.vector_count()
+
+    def person_names(self) -> dict[int, str]:
+        version = self.store.version()
+        if self._names is None or version != self._names_version:
+            self._names, self._names_version = self.store.person_names(), version
+        return self._names
+
+    def templates(self, person_ids: list[int]) -> dict[int, np.ndarray]:
+        """Each person's template: the re-normalised mean of their embeddings (cached until the gallery changes)."""
+        version = self.store.version()
+        if version != self._templates_version:
+            self._templates, self._templates_version = {}, version
+        missing = [p for p in person_ids if p not in self._templates]
+        if missing:
+            for pid, matrix in self.store.vectors_of_people(missing).items():
+                mean = matrix.mean(axis=0)
+                self._templates[pid] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        return {p: self._templates[p] for p in person_ids if p in self._templates}
+
+    def rank(self, vectors: np.ndarray, top_k: int = 5, scoring: str = DEFAULT_SCORING) -> list[list[Match]]:
+        """Top-k people for each embedding (made by this gallery's model)."""
+        return rank_people(self, vectors, top_k, scoring)
+
+    def threshold(self, threshold: float | None = None, far: float | None = None):
+        from ..verification import operating_point
+
+        return operating_point(self.model.name, threshold, far)
+
+    def identify(self, image, top_k: int = 5, threshold: float | None = None, far: float | None = None,
+                 scoring: str = DEFAULT_SCORING, order: str = "rgb") -> list[Identification]:
+        """For every face in `image`: the top_k people, and the best one if it reaches the threshold."""
+        point = self.threshold(threshold, far)
+        faces = self.analysis().get(image, order=order)
+        if not faces:
+            return []
+        ranked = self.rank(np.stack([f.embedding for f in faces]), top_k, scoring)
+        return [Identification(f, m, point.threshold, point.far, scoring, self.model.name)
+                for f, m in zip(faces, ranked)]
+
+    def lookalike(self, image, order: str = "rgb") -> list[Lookalike]:
+        """For every face: the most similar person and, within that person, the most similar photo."""
+        faces = self.analysis().get(image, order=order)
+        if not faces:
+            return []
+        ranked = self.rank(np.stack([f.embedding for f in faces]), 1, "max")
+        out = []
+        for f, matches in zip(faces, ranked):
+            if not matches:
+                out.append(Lookalike(f, None, None, None))
+                continue
+            m = matches[0]
+            photo = self.store.photo(m.photo_id)
+            out.append(Lookalike(f, m.person, m.similarity, {"id": m.photo_id, "source": photo.source if photo
+                                                             else None, "similarity": round(m.photo_similarity, 4)}))
+        return out
+
+    # -- export / import -----------------------------------------------------------------------------------
+    def export(self, path) -> dict[str, int]:
+        """Write every person, photo record and embedding to a portable JSON file (.json or .json.gz).
+
+        The file holds biometric data (face embeddings): store and share it accordingly."""
+        path = Path(path)
+        people = []
+        for rec in self.store.people():
+            photos = []
+            ids = [p.id for p in self.store.photos_of(rec.name)]
+            _, vecs = self.store.vectors_of(ids)
+            for p, v in zip(self.store.photos_of(rec.name), vecs):
+                d = p.to_dict()
+                d["embedding"] = base64.b64encode(np.asarray(v, "<f4").tobytes()).decode()
+                photos.append(d)
+            people.append({"name": rec.name, "photos": photos})
+        doc = {"format": EXPORT_FORMAT, "version": 1, "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "model": {"name": self.model.name, "dim": self.model.dim, "fingerprint": self.model.fingerprint},
+               "people": people}
+        data = json.dumps(doc).encode()
+        path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+        return {"people": len(people), "photos": sum(len(p["photos"]) for p in people)}
+
+    def import_file(self, path) -> dict[str, int]:
+        """Add the people and photos of an exported file (same model only); photos already present are skipped."""
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+            doc = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+        except FileNotFoundError:
+            raise StoreError(f"{path}: no such file") from None
+        except (OSError, ValueError) as err:
+            raise StoreError(f"{path}: not a facelab gallery export ({err})") from None
+        if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
+            raise StoreError(f"{path}: not a facelab gallery export")
+        m = doc["model"]
+        if m["name"] != self.model.name or m["fingerprint"] != self.model.fingerprint:
+            raise StoreError(f"{path}: exported with model {m['name']} ({m['fingerprint'][:12]}), this gallery uses "
+                             f"{self.model.name} ({self.model.fingerprint[:12]}); embeddings cannot be mixed")
+        added = skipped = 0
+        for person in doc["people"]:
+            batch = []
+            for p in person["photos"]:
+                vec = np.frombuffer(base64.b64decode(p["embedding"]), "<f4")
+                batch.append(NewPhoto(person["name"], p.get("source"), p["sha256"], p.get("face_index", 0),
+                                      p.get("n_faces", 1), p.get("box") or {}, p.get("pose"), p.get("quality"), vec))
+            for res in self.store.add_photos(batch):
+                added, skipped = (added + 1, skipped) if not isinstance(res, str) else (added, skipped + 1)
+        return {"people": len(doc["people"]), "added": added, "skipped_duplicates": skipped}
+
+
+def _gallery_of(gallery) -> tuple[Gallery, bool]:
+    if isinstance(gallery, Gallery):
+        return gallery, False
+    if gallery is None:
+        raise StoreError("no gallery given (pass gallery=open_gallery(...) or a path)")
+    return open_gallery(gallery, create=False), True
+
+
+def identify(image, gallery, top_k: int = 5, threshold: float | None = None, far: float | None = None,
+             scoring: str = DEFAULT_SCORING, order: str = "rgb") -> list[Identification]:
+    g, owned = _gallery_of(gallery)
+    try:
+        return g.identify(image, top_k, threshold, far, scoring, order)
+    finally:
+        if owned:
+            g.close()
+
+
+def lookalike(image, gallery, order: str = "rgb") -> list[Lookalike]:
+    g, owned = _gallery_of(gallery)
+    try:
+        return g.lookalike(image, order)
+    finally:
+        if owned:
+            g.close()
+
+
+__all__ = ["open_gallery", "Gallery", "identify", "lookalike", "EnrolOptions", "EnrolReport", "Identification",
+           "Lookalike", "Match", "PersonRecord", "PhotoRecord"]

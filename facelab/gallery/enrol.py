@@ -1,0 +1,255 @@
+"""Enrol a folder tree, one sub-folder per person (`ROOT/<person>/*.jpg`), into a gallery.
+
+For each file: ledger check (unchanged since the last run: nothing to do), content hash (an identical photo is
+already stored: "duplicate"), decode ("unreadable"), detect, choose the face, filter ("no face", "several
+faces", "too small", "too turned"), embed, store. Results are written in batches, each in one transaction
+together with the ledger entries of its files: a crash (even kill -9) loses at most the batch in flight, and
+a re-run picks up exactly the files that are not in the ledger yet. Skipped files are remembered too, so a
+re-run does not decode them again unless they change (or `retry_skipped=True`).
+
+Detection and embedding can run in worker processes (`workers=N`); the parent does all the writing.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from ..errors import FacelabError, StoreError
+from .store import FileEntry, NewPhoto, file_sha256, split_model_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import Gallery
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+BATCH = 32
+
+
+@dataclass
+class EnrolOptions:
+    min_size: float = 40.0     # px, shorter side of the face box; smaller faces embed poorly
+    max_yaw: float = 45.0      # degrees; more turned faces are poor references
+    max_pitch: float = 40.0
+    dominance: float = 2.0     # a photo with several faces is used if its largest face is this much larger
+                               # (in area) than the next one; otherwise it is ambiguous whose photo it is
+
+    def to_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class EnrolReport:
+    root: str
+    gallery: str
+    added: list[dict[str, Any]] = field(default_factory=list)
+    skipped: dict[str, list[dict[str, str]]] = field(default_factory=lambda: defaultdict(list))
+    unchanged: int = 0
+    replaced: int = 0
+    seconds: float = 0.0
+    workers: int = 1
+
+    @property
+    def processed(self) -> int:
+        return len(self.added) + sum(len(v) for v in self.skipped.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        per_person: dict[str, int] = defaultdict(int)
+        for a in self.added:
+            per_person[a["person"]] += 1
+        return {"root": self.root, "gallery": self.gallery, "added": len(self.added),
+                "added_per_person": dict(sorted(per_person.items())),
+                "skipped": {reason: [s["file"] for s in items] for reason, items in sorted(self.skipped.items())},
+                "skipped_detail": {reason: items for reason, items in sorted(self.skipped.items())},
+                "unchanged": self.unchanged, "replaced": self.replaced, "seconds": round(self.seconds, 2),
+                "photos_per_second": round(self.processed / self.seconds, 2) if self.seconds else None,
+                "workers": self.workers}
+
+    def summary(self) -> str:
+        parts = [f"added {len(self.added)}"]
+        n_skip = sum(len(v) for v in self.skipped.values())
+        if n_skip:
+            parts.append(f"skipped {n_skip} (" + ", ".join(f"{r}: {len(v)}" for r, v in sorted(self.skipped.items()))
+                         + ")")
+        if self.unchanged:
+            parts.append(f"unchanged {self.unchanged}")
+        if self.replaced:
+            parts.append(f"replaced {self.replaced} changed")
+        return ", ".join(parts) + f" in {self.seconds:.1f} s"
+
+
+def walk(root: Path) -> list[tuple[str, Path]]:
+    """(person, file) for every image under ROOT/<person>/ (any depth), sorted for a stable order."""
+    if not root.is_dir():
+        raise FacelabError(f"{root}: not a folder (expected ROOT/<person>/<photos>)")
+    out = []
+    for person_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for dirpath, dirnames, filenames in os.walk(person_dir, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for fn in sorted(filenames):
+                if Path(fn).suffix.lower() in IMAGE_SUFFIXES and not fn.startswith("."):
+                    out.append((person_dir.name, Path(dirpath) / fn))
+    return out
+
+
+# -- the per-photo work (runs in the parent or in worker processes) --------------------------------------------
+_analysis = None
+
+
+def _init_worker(model: str) -> None:
+    global _analysis
+    from ..pipeline import FaceAnalysis
+
+    name, flip = split_model_name(model)
+    _analysis = FaceAnalysis(embedder=name, flip=flip)
+
+
+def analyse_photo(job: tuple[str, str, str, dict]) -> dict[str, Any]:
+    """Detect, choose, filter and embed the face of one photo. Never raises: a failure is a skip reason."""
+    from ..images import load_image
+    from ..pipeline import FaceFilter
+
+    person, source, sha, opts = job
+    try:
+        rgb = load_image(source)
+    except FacelabError as err:
+        return {"skip": "unreadable", "detail": str(err)}
+    except Exception as err:  # decoder crash on a damaged file
+        return {"skip": "unreadable", "detail": f"{source}: {err}"}
+    faces = _analysis.detect_rgb(rgb)
+    if not faces:
+        return {"skip": "no face", "detail": "no face found"}
+    big = sorted((f for f in faces if f.quality.size >= opts["min_size"]), key=lambda f: -f.area)
+    if not big:
+        largest = max(f.quality.size for f in faces)
+        return {"skip": "too small", "detail": f"largest face {largest:.0f} px < {opts['min_size']:g}"}
+    if len(big) > 1 and big[0].area < opts["dominance"] * big[1].area:
+        return {"skip": "several faces", "detail": f"{len(big)} faces of similar size; crop the photo to one "
+                                                   f"person or use `gallery add --face N`"}
+    face = big[0]
+    reason = FaceFilter(max_yaw=opts["max_yaw"], max_pitch=opts["max_pitch"]).reason(face)
+    if reason:
+        return {"skip": "too turned", "detail": reason}
+    _analysis.embed_faces(rgb, [face])
+    d = face.to_dict()
+    return {"photo": NewPhoto(person, source, sha, face.index, len(faces), d["box"], d.get("pose"),
+                              d.get("quality"), face.embedding)}
+
+
+def _results(jobs: list, workers: int, model: str) -> Iterator[dict[str, Any]]:
+    if workers <= 1 or len(jobs) < 2 * workers:
+        if _analysis is None or _analysis.embedder_name != split_model_name(model)[0]:
+            _init_worker(model)
+        for job in jobs:
+            yield analyse_photo(job)
+        return
+    import multiprocessing as mp
+
+    # spawn: cv2 / onnxruntime state is not fork-safe; each worker loads its own models once.
+    with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(model,)) as pool:
+        yield from pool.imap(analyse_photo, jobs, chunksize=4)
+
+
+def enrol_folder(gallery: "Gallery", root, progress: bool = True, workers: int = 1,
+                 options: EnrolOptions | None = None, retry_skipped: bool = False, batch: int = BATCH) -> EnrolReport:
+    opts = options or EnrolOptions()
+    root = Path(root)
+    report = EnrolReport(str(root), gallery.location, workers=workers)
+    t0 = time.perf_counter()
+    files = walk(root)
+    store = gallery.store
+    ledger = store.file_entries([str(p) for _, p in files])
+
+    # 1. What needs reading: new files, changed files (their old photo is replaced), skipped ones on request.
+    jobs, entries, seen_hashes, replaced_ids = [], {}, {}, []
+    for person, path in files:
+        src = str(path)
+        try:
+            st = path.stat()
+        except OSError as err:
+            report.skipped["unreadable"].append({"file": src, "detail": str(err)})
+            continue
+        old = ledger.get(src)
+        if old and old.size == st.st_size and abs(old.mtime - st.st_mtime) < 1e-6 and \
+                not (retry_skipped and old.status == "skipped"):
+            report.unchanged += 1
+            continue
+        try:
+            sha = file_sha256(path)
+        except OSError as err:
+            report.skipped["unreadable"].append({"file": src, "detail": str(err)})
+            continue
+        if old and old.photo_id is not None and old.sha256 != sha:
+            replaced_ids.append(old.photo_id)  # the file changed: its old face goes
+        entry = FileEntry(src, st.st_size, st.st_mtime, sha, "added", None, None, None)
+        dup = seen_hashes.get(sha) or (store.photo_by_hash(sha) if not (old and old.sha256 == sha and
+                                                                          old.photo_id) else None)
+        if old and old.sha256 == sha and old.photo_id is not None:
+            entry.photo_id = old.photo_id  # touched but identical: keep, just refresh the ledger
+            store.record_files([entry])
+            report.unchanged += 1
+            continue
+        if dup is not None:
+            where = dup if isinstance(dup, str) else f"photo {dup.id} ({dup.person}, {dup.source})"
+            detail = f"same content as {where}"
+            entry.status, entry.reason, entry.detail = "skipped", "duplicate", detail
+            store.record_files([entry])
+            report.skipped["duplicate"].append({"file": src, "detail": detail})
+            continue
+        seen_hashes[sha] = src
+        entries[src] = entry
+        jobs.append((person, src, sha, opts.to_dict()))
+    if replaced_ids:
+        store.remove_photos(replaced_ids)
+        report.replaced = len(replaced_ids)
+
+    # 2. Detect / embed (in workers if asked), write in batches of BATCH photos, each batch one transaction.
+    bar = _progress_bar(len(jobs), progress)
+    pending_photos: list[NewPhoto] = []
+    pending_files: list[FileEntry] = []
+
+    def flush() -> None:
+        results = store.add_photos(pending_photos, pending_files)
+        for photo, res in zip(pending_photos, results):
+            if isinstance(res, str) and entries[photo.source].status == "added":
+                report.unchanged += 1  # this very file was enrolled meanwhile by another process
+            elif isinstance(res, str):  # the same photo under another path, stored meanwhile by another process
+                report.skipped["duplicate"].append({"file": photo.source, "detail": res})
+            else:
+                report.added.append({"person": photo.person, "file": photo.source, "photo_id": res.id})
+        pending_photos.clear()
+        pending_files.clear()
+
+    try:
+        for job, res in zip(jobs, _results(jobs, workers, gallery.model.name)):
+            entry = entries[job[1]]
+            if "photo" in res:
+                pending_photos.append(res["photo"])
+            else:
+                entry.status, entry.reason, entry.detail = "skipped", res["skip"], res["detail"]
+                report.skipped[res["skip"]].append({"file": job[1], "detail": res["detail"]})
+            pending_files.append(entry)
+            if len(pending_files) >= batch:
+                flush()
+            if bar is not None:
+                bar.update(1)
+        flush()
+    finally:
+        if bar is not None:
+            bar.close()
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _progress_bar(total: int, wanted: bool):
+    if not wanted or total == 0 or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="photo", desc="enrolling", file=sys.stderr, dynamic_ncols=True)
+
+
+__all__ = ["EnrolOptions", "EnrolReport", "enrol_folder", "walk", "StoreError"]

@@ -1,0 +1,107 @@
+"""1:N identification (open set: "unknown" below a threshold) and look-alike search over a gallery.
+
+Scoring a person who has several photos (benchmarks/identify_lfw.py measures each on LFW):
+- "max": the best cosine over the person's photos (nearest neighbour; what face_recognition does);
+- "mean": the cosine to the person's template, the re-normalised mean of their photo embeddings
+  (CompreFace's and Frigate's "subject" embedding);
+- "both": the average of the two.
+A search first takes the top photos from the vector index (exact or HNSW), then scores the people they belong
+to. "max" is exact for every person found this way (their best photo is at least as close as the one found).
+
+The "unknown" threshold is a 1:1 operating point, `facelab.verification.operating_point(model, far=...)`
+(calibrated on LFW View 2 pairs): a face is someone when its best person's score reaches it. With N people
+in the gallery the chance that *some* stranger's score passes grows with N; benchmarks/identify_lfw.py
+reports the open-set false-positive identification rate this gives on LFW (158 people).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..faces import Face
+    from . import Gallery
+
+SCORINGS = ("max", "mean", "both")
+DEFAULT_SCORING = "max"
+
+
+@dataclass
+class Match:
+    person: str
+    similarity: float
+    photo_id: int          # the person's most similar photo
+    photo_similarity: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"person": self.person, "similarity": round(self.similarity, 4), "photo_id": self.photo_id}
+
+
+@dataclass
+class Identification:
+    face: "Face | None"
+    matches: list[Match]
+    threshold: float
+    far: float | None = None
+    scoring: str = DEFAULT_SCORING
+    model: str = ""
+
+    @property
+    def best(self) -> Match | None:
+        if self.matches and self.matches[0].similarity >= self.threshold:
+            return self.matches[0]
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        best = self.best
+        return {"face": self.face.to_dict() if self.face is not None else None,
+                "best": best.to_dict() if best else None,
+                "matches": [m.to_dict() for m in self.matches],
+                "threshold": round(self.threshold, 4), "far": self.far, "scoring": self.scoring,
+                "model": self.model}
+
+
+@dataclass
+class Lookalike:
+    face: "Face | None"
+    person: str | None
+    similarity: float | None
+    photo: dict[str, Any] | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"face": self.face.to_dict() if self.face is not None else None, "person": self.person,
+                "similarity": None if self.similarity is None else round(self.similarity, 4),
+                "photo": self.photo}
+
+
+def candidate_count(top_k: int, n_vectors: int) -> int:
+    """How many nearest photos to fetch so that top_k people come out of them."""
+    return min(n_vectors, max(200, 40 * top_k)) if n_vectors else 0
+
+
+def rank_people(gallery: "Gallery", queries: np.ndarray, top_k: int, scoring: str = DEFAULT_SCORING
+                ) -> list[list[Match]]:
+    """For each query vector, the top_k people, best first, scored as `scoring` says."""
+    if scoring not in SCORINGS:
+        raise ValueError(f"scoring must be one of {SCORINGS}")
+    queries = np.asarray(queries, np.float32).reshape(-1, gallery.model.dim)
+    store = gallery.store
+    hits = store.search(queries, candidate_count(top_k, gallery.vector_count()))
+    names = gallery.person_names()
+    out = []
+    for q, row in zip(queries, hits):
+        best_photo: dict[int, tuple[int, float]] = {}
+        for photo_id, person_id, sim in row:  # best first, so the first photo per person is its best
+            best_photo.setdefault(person_id, (photo_id, sim))
+        scores = {pid: sim for pid, (_, sim) in best_photo.items()}
+        if scoring != "max" and best_photo:
+            templates = gallery.templates(list(best_photo))
+            for pid, template in templates.items():
+                t_sim = float(template @ q)
+                scores[pid] = t_sim if scoring == "mean" else (scores[pid] + t_sim) / 2
+        ranked = sorted(scores, key=lambda pid: -scores[pid])[:top_k]
+        out.append([Match(names.get(pid, f"#{pid}"), float(scores[pid]), best_photo[pid][0],
+                          float(best_photo[pid][1])) for pid in ranked])
+    return out

@@ -1,0 +1,136 @@
+"""Nearest-neighbour search over unit vectors (cosine = dot product): exact (NumPy) and approximate (HNSW).
+
+Exact search is one matrix product: at 20,000 x 128 it takes well under a millisecond per query and is always
+right, so small galleries use it. Above `HNSW_THRESHOLD` vectors the gallery switches to an HNSW graph.
+
+Why usearch for HNSW (over faiss-cpu and hnswlib, which also install here):
+- a small, maintained wheel (Apache-2.0) with no BLAS/OpenMP baggage; faiss-cpu is ~30 MB and its HNSW cannot
+  remove vectors (IndexHNSW has no remove_ids), which a gallery needs for deleting a person;
+- removal by key, serialisation to bytes (the index is stored as one file, replaced atomically), and f16 storage;
+- hnswlib (0.8.0, last release 2023) is an sdist that compiles at install time, and marks deletions without
+  erasing the vectors' bytes.
+usearch also keeps a removed vector's bytes until its slot is reused, so `remove` below refills the freed slots
+with zero vectors before removing them again: deleted faces do not survive in memory or in the saved file
+(tests/test_gallery.py checks the file's bytes).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+HNSW_THRESHOLD = 20_000      # vectors; below this exact search is both fast and exact
+HNSW_CONNECTIVITY = 16       # M: links per node
+HNSW_EXPANSION_ADD = 128     # efConstruction
+HNSW_EXPANSION_SEARCH = 96   # ef: recall@10 >= 0.99 at 1M (benchmarks/search_scale.py)
+
+
+def as_matrix(vectors: np.ndarray) -> np.ndarray:
+    v = np.asarray(vectors, dtype=np.float32)
+    return v.reshape(1, -1) if v.ndim == 1 else v
+
+
+class ExactIndex:
+    """Brute force: ids and a matrix; search is a matrix product and a partial sort."""
+
+    kind = "exact"
+
+    def __init__(self, dim: int):
+        self.dim = dim
+        self.ids = np.zeros(0, np.int64)
+        self.matrix = np.zeros((0, dim), np.float32)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.ids = np.concatenate([self.ids, np.asarray(ids, np.int64)])
+        self.matrix = np.vstack([self.matrix, as_matrix(vectors)])
+
+    def remove(self, ids) -> None:
+        keep = ~np.isin(self.ids, np.asarray(ids, np.int64))
+        self.ids, self.matrix = self.ids[keep], self.matrix[keep]
+
+    def similarities(self, queries: np.ndarray) -> np.ndarray:
+        """Cosine of every query against every stored vector: (n_queries, n)."""
+        return as_matrix(queries) @ self.matrix.T
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, similarities), each (n_queries, min(k, n)), best first."""
+        sims = self.similarities(queries)
+        k = min(k, sims.shape[1])
+        if k == 0:
+            return np.zeros((len(sims), 0), np.int64), np.zeros((len(sims), 0), np.float32)
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else \
+            np.tile(np.arange(sims.shape[1]), (len(sims), 1))
+        top = np.take_along_axis(sims, part, 1)
+        order = np.argsort(-top, axis=1, kind="stable")
+        cols = np.take_along_axis(part, order, 1)
+        return self.ids[cols], np.take_along_axis(sims, cols, 1)
+
+    def get(self, ids) -> np.ndarray:
+        pos = {int(i): n for n, i in enumerate(self.ids)}
+        return self.matrix[[pos[int(i)] for i in ids]]
+
+
+class HnswIndex:
+    """usearch HNSW graph over inner product (vectors are unit length, so inner product = cosine)."""
+
+    kind = "hnsw"
+
+    def __init__(self, dim: int, dtype: str = "f32", connectivity: int = HNSW_CONNECTIVITY,
+                 expansion_add: int = HNSW_EXPANSION_ADD, expansion_search: int = HNSW_EXPANSION_SEARCH,
+                 index=None):
+        from usearch.index import Index
+
+        self.dim = dim
+        self.index = index if index is not None else Index(
+            ndim=dim, metric="ip", dtype=dtype, connectivity=connectivity, expansion_add=expansion_add,
+            expansion_search=expansion_search)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, threads: int = 0) -> None:
+        if len(ids):
+            self.index.add(np.asarray(ids, np.uint64), as_matrix(vectors), threads=threads)
+
+    def remove(self, ids) -> None:
+        ids = np.asarray([i for i in np.asarray(ids, np.uint64) if self.index.contains(int(i))], np.uint64)
+        if not len(ids):
+            return
+        self.index.remove(ids)
+        # Overwrite the freed slots (usearch reuses them for the next additions), then free them again.
+        self.index.add(ids, np.zeros((len(ids), self.dim), np.float32))
+        self.index.remove(ids)
+
+    def search(self, queries: np.ndarray, k: int, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        q = as_matrix(queries)
+        k = min(k, len(self.index))
+        if k == 0:
+            return np.zeros((len(q), 0), np.int64), np.zeros((len(q), 0), np.float32)
+        res = self.index.search(q, k, threads=threads)
+        keys = np.asarray(res.keys, np.int64).reshape(len(q), -1)
+        sims = 1.0 - np.asarray(res.distances, np.float32).reshape(len(q), -1)
+        counts = np.asarray(getattr(res, "counts", [len(res.keys)])).reshape(-1)
+        # rows with fewer hits than k are padded by usearch: mark the padding (id -1) for callers to drop
+        missing = np.arange(keys.shape[1])[None, :] >= counts[:, None]
+        keys[missing], sims[missing] = -1, -np.inf
+        return keys, sims
+
+    def get(self, ids) -> np.ndarray:
+        return np.asarray(self.index.get(np.asarray(ids, np.uint64)), np.float32).reshape(len(ids), self.dim)
+
+    def to_bytes(self) -> bytes:
+        return bytes(self.index.save())
+
+    @classmethod
+    def from_bytes(cls, dim: int, data: bytes) -> "HnswIndex":
+        from usearch.index import Index
+
+        index = Index.restore(bytearray(data))
+        if index is None or index.ndim != dim:
+            raise ValueError("index file does not match the gallery")
+        index.expansion_search = HNSW_EXPANSION_SEARCH
+        return cls(dim, index=index)
+
+    def memory_bytes(self) -> int:
+        return int(self.index.memory_usage)

@@ -1,0 +1,482 @@
+"""The embedded gallery: one SQLite file (WAL journal, one transaction per write), no server.
+
+Tables: meta (schema version, model id, fingerprint), people, photos (path, sha256, box, pose, quality),
+embeddings (one float32 blob per photo, tagged with the model), files (the enrolment ledger) and changes (an
+append-only log of added / deleted photo ids that keeps the vector index in step).
+
+The vector index lives in memory, built from the embeddings table: exact search for small galleries, an HNSW
+graph (usearch) above `HNSW_THRESHOLD` vectors, persisted next to the database (`<db>.hnsw`, replaced
+atomically) together with the change-log position it reflects; on open only the changes made since are applied.
+
+Concurrency: WAL lets readers run while one process writes; writers queue on SQLite's lock for `timeout`
+seconds (BEGIN IMMEDIATE, so the wait happens at the start of a transaction, never half-way), then get a
+StoreError that says the gallery is locked. Deleted rows are overwritten (secure_delete) and the WAL is
+checkpointed after deleting a person, so removed faces do not linger in the file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from ..errors import StoreError
+from .index import HNSW_THRESHOLD, ExactIndex, HnswIndex
+from .store import (DEFAULT_MODEL, SCHEMA_VERSION, model_info, FileEntry, ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store,
+                    unique_merge_target)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS people (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS photos (
+    id INTEGER PRIMARY KEY, person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    source TEXT, sha256 TEXT NOT NULL UNIQUE, face_index INTEGER NOT NULL, n_faces INTEGER NOT NULL,
+    box TEXT NOT NULL, pose TEXT, quality TEXT, added REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS photos_person ON photos(person_id);
+CREATE TABLE IF NOT EXISTS embeddings (
+    photo_id INTEGER PRIMARY KEY REFERENCES photos(id) ON DELETE CASCADE,
+    model TEXT NOT NULL, vector BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    source TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime REAL NOT NULL, sha256 TEXT, status TEXT NOT NULL,
+    reason TEXT, detail TEXT, photo_id INTEGER REFERENCES photos(id) ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, photo_id INTEGER NOT NULL);
+"""
+
+
+def translate(location: str, exc: sqlite3.Error, timeout: float) -> StoreError:
+    msg = str(exc)
+    if "locked" in msg or "busy" in msg:
+        return StoreError(f"{location}: gallery is locked by another process that is writing to it (waited "
+                          f"{timeout:g} s); try again when it has finished, or pass a longer --timeout")
+    if "not a database" in msg or "malformed" in msg or "corrupt" in msg:
+        return StoreError(f"{location}: not a readable facelab gallery (corrupt or not an SQLite file: {msg})")
+    if "readonly" in msg or "unable to open" in msg:
+        return StoreError(f"{location}: cannot write the gallery ({msg})")
+    return StoreError(f"{location}: gallery error: {msg}")
+
+
+class SqliteStore(Store):
+    def __init__(self, path: str | os.PathLike, model: ModelInfo | None, create: bool = True,
+                 timeout: float = 10.0, hnsw_threshold: int = HNSW_THRESHOLD):
+        self.path = Path(path)
+        self.location = str(path)
+        self.timeout = timeout
+        self.hnsw_threshold = hnsw_threshold
+        exists = self.path.exists() and self.path.stat().st_size > 0
+        if not exists and not create:
+            raise StoreError(f"{self.location}: no such gallery (create one with `facelab gallery enrol ROOT "
+                             f"--gallery {self.location}`)")
+        if not exists and not self.path.parent.is_dir():
+            raise StoreError(f"{self.location}: folder {self.path.parent} does not exist")
+        if self.path.is_dir():
+            raise StoreError(f"{self.location}: is a folder, not a gallery file")
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
+                                        check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise translate(self.location, exc, timeout) from None
+        self._search: _VectorSearch | None = None
+        try:
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            self.conn.execute("PRAGMA secure_delete = ON")
+            self.conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable at each checkpoint, never corrupt
+            if not exists:
+                self._create(model or model_info(DEFAULT_MODEL))
+            stored = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.Error as exc:
+            self.conn.close()
+            if "no such table: meta" in str(exc):
+                raise StoreError(f"{self.location}: an SQLite file, but not a facelab gallery") from None
+            raise translate(self.location, exc, timeout) from None
+        except StoreError:
+            self.conn.close()
+            raise
+        try:
+            self.model = self.check_model(stored, model)
+        except Exception:
+            self.conn.close()
+            raise
+
+    def _create(self, model: ModelInfo | None) -> None:
+        if model is None:
+            raise StoreError(f"{self.location}: a new gallery needs an embedding model")
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        with self.write() as cur:
+            for stmt in SCHEMA.split(";"):
+                if stmt.strip():
+                    cur.execute(stmt)
+            have = dict(cur.execute("SELECT key, value FROM meta").fetchall())
+            if not have:  # another process may have created it between our check and our lock
+                cur.executemany("INSERT INTO meta VALUES (?, ?)", [
+                    ("schema_version", str(SCHEMA_VERSION)), ("model", model.name), ("dim", str(model.dim)),
+                    ("fingerprint", model.fingerprint), ("created", str(time.time())), ("app", "facelab")])
+
+    # -- transactions ----------------------------------------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Cursor]:
+        """One write transaction; waits up to `timeout` s for other writers, then a clear 'locked' error."""
+        cur = self.conn.cursor()
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise translate(self.location, exc, self.timeout) from None
+        try:
+            yield cur
+            cur.execute("COMMIT")
+        except BaseException as exc:
+            try:
+                cur.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            if isinstance(exc, sqlite3.Error):
+                raise translate(self.location, exc, self.timeout) from None
+            raise
+
+    def read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        try:
+            return self.conn.execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise translate(self.location, exc, self.timeout) from None
+
+    # -- people and photos -------------------------------------------------------------------------------------
+    def _person_id(self, cur: sqlite3.Cursor, name: str, create: bool) -> int | None:
+        row = cur.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        if row:
+            return row[0]
+        if not create:
+            return None
+        cur.execute("INSERT INTO people (name, created) VALUES (?, ?)", (name, time.time()))
+        return cur.lastrowid
+
+    def add_photos(self, photos: Iterable[NewPhoto], files: Iterable[FileEntry] = ()) -> list[PhotoRecord | str]:
+        photos, files = list(photos), {f.source: f for f in files}
+        out: list[PhotoRecord | str] = []
+        now = time.time()
+        with self.write() as cur:
+            for p in photos:
+                dup = cur.execute("SELECT photos.id, people.name, photos.source FROM photos JOIN people ON "
+                                  "people.id = photos.person_id WHERE sha256 = ?", (p.sha256,)).fetchone()
+                if dup:
+                    out.append(f"duplicate of photo {dup[0]} ({dup[1]})")
+                    if p.source in files:
+                        f = files[p.source]
+                        if dup[2] == p.source:  # this very file, added meanwhile by another process
+                            f.photo_id = dup[0]
+                        else:
+                            f.status, f.reason, f.detail = "skipped", "duplicate", out[-1]
+                    continue
+                vec = np.asarray(p.vector, np.float32).reshape(-1)
+                if len(vec) != self.model.dim:
+                    raise StoreError(f"{self.location}: embedding has {len(vec)} values, gallery expects "
+                                     f"{self.model.dim} ({self.model.name})")
+                pid = self._person_id(cur, p.person, create=True)
+                cur.execute("INSERT INTO photos (person_id, source, sha256, face_index, n_faces, box, pose, "
+                            "quality, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (pid, p.source, p.sha256, p.face_index, p.n_faces, json.dumps(p.box),
+                             json.dumps(p.pose), json.dumps(p.quality), now))
+                photo_id = cur.lastrowid
+                cur.execute("INSERT INTO embeddings VALUES (?, ?, ?)", (photo_id, self.model.name, vec.tobytes()))
+                cur.execute("INSERT INTO changes (op, photo_id) VALUES ('add', ?)", (photo_id,))
+                out.append(PhotoRecord(photo_id, p.person, p.source, p.sha256, p.face_index, p.n_faces, p.box,
+                                       p.pose, p.quality, now, self.model.name))
+                if p.source in files:
+                    files[p.source].photo_id = photo_id
+            self._write_files(cur, files.values())
+        return out
+
+    def _write_files(self, cur: sqlite3.Cursor, files: Iterable[FileEntry]) -> None:
+        cur.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(f.source, f.size, f.mtime, f.sha256, f.status, f.reason, f.detail, f.photo_id)
+                         for f in files])
+
+    def record_files(self, files: Iterable[FileEntry]) -> None:
+        files = list(files)
+        if files:
+            with self.write() as cur:
+                self._write_files(cur, files)
+
+    def file_entries(self, sources: list[str]) -> dict[str, FileEntry]:
+        out = {}
+        for i in range(0, len(sources), 500):
+            chunk = sources[i:i + 500]
+            rows = self.read(f"SELECT * FROM files WHERE source IN ({','.join('?' * len(chunk))})", chunk)
+            out.update({r[0]: FileEntry(*r) for r in rows})
+        return out
+
+    def forget_files(self, sources: list[str]) -> None:
+        if sources:
+            with self.write() as cur:
+                cur.executemany("DELETE FROM files WHERE source = ?", [(s,) for s in sources])
+
+    def _photo_rows(self, where: str, params: tuple) -> list[PhotoRecord]:
+        rows = self.read("SELECT photos.id, people.name, source, sha256, face_index, n_faces, box, pose, quality, "
+                         "added FROM photos JOIN people ON people.id = photos.person_id " + where, params)
+        return [PhotoRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), json.loads(r[7]),
+                            json.loads(r[8]), r[9], self.model.name) for r in rows]
+
+    def photo(self, photo_id: int) -> PhotoRecord | None:
+        rows = self._photo_rows("WHERE photos.id = ?", (int(photo_id),))
+        return rows[0] if rows else None
+
+    def photos_of(self, name: str) -> list[PhotoRecord]:
+        return self._photo_rows("WHERE people.name = ? ORDER BY photos.id", (name,))
+
+    def photo_by_hash(self, sha256: str) -> PhotoRecord | None:
+        rows = self._photo_rows("WHERE sha256 = ?", (sha256,))
+        return rows[0] if rows else None
+
+    def _delete_photos(self, cur: sqlite3.Cursor, ids: list[int]) -> None:
+        cur.executemany("INSERT INTO changes (op, photo_id) VALUES ('del', ?)", [(i,) for i in ids])
+        cur.executemany("DELETE FROM files WHERE photo_id = ?", [(i,) for i in ids])
+        cur.executemany("DELETE FROM embeddings WHERE photo_id = ?", [(i,) for i in ids])
+        cur.executemany("DELETE FROM photos WHERE id = ?", [(i,) for i in ids])
+
+    def remove_photos(self, photo_ids: list[int]) -> int:
+        with self.write() as cur:
+            ids = [r[0] for r in cur.execute(
+                f"SELECT id FROM photos WHERE id IN ({','.join('?' * len(photo_ids))})", photo_ids).fetchall()]
+            self._delete_photos(cur, ids)
+            cur.execute("DELETE FROM people WHERE id NOT IN (SELECT DISTINCT person_id FROM photos)")
+        return len(ids)
+
+    def people(self) -> list[PersonRecord]:
+        rows = self.read("SELECT people.id, name, COUNT(photos.id), created FROM people LEFT JOIN photos ON "
+                         "photos.person_id = people.id GROUP BY people.id ORDER BY name")
+        return [PersonRecord(*r) for r in rows]
+
+    def person(self, name: str) -> PersonRecord | None:
+        rows = self.read("SELECT people.id, name, COUNT(photos.id), created FROM people LEFT JOIN photos ON "
+                         "photos.person_id = people.id WHERE name = ? GROUP BY people.id", (name,))
+        return PersonRecord(*rows[0]) if rows else None
+
+    def _need(self, cur: sqlite3.Cursor, name: str) -> int:
+        pid = self._person_id(cur, name, create=False)
+        if pid is None:
+            raise StoreError(f"{self.location}: no person named {name!r}")
+        return pid
+
+    def rename_person(self, old: str, new: str) -> None:
+        with self.write() as cur:
+            pid = self._need(cur, old)
+            if self._person_id(cur, new, create=False) is not None:
+                raise StoreError(f"{self.location}: {new!r} already exists (use merge to combine two people)")
+            cur.execute("UPDATE people SET name = ? WHERE id = ?", (new, pid))
+            cur.execute("INSERT INTO changes (op, photo_id) VALUES ('person', 0)")
+
+    def merge_people(self, src: str, dst: str) -> int:
+        unique_merge_target(src, dst)
+        with self.write() as cur:
+            sid, did = self._need(cur, src), self._need(cur, dst)
+            n = cur.execute("UPDATE photos SET person_id = ? WHERE person_id = ?", (did, sid)).rowcount
+            cur.execute("DELETE FROM people WHERE id = ?", (sid,))
+            cur.execute("INSERT INTO changes (op, photo_id) VALUES ('person', 0)")
+        return n
+
+    def delete_person(self, name: str) -> int:
+        with self.write() as cur:
+            pid = self._need(cur, name)
+            ids = [r[0] for r in cur.execute("SELECT id FROM photos WHERE person_id = ?", (pid,)).fetchall()]
+            self._delete_photos(cur, ids)
+            cur.execute("DELETE FROM people WHERE id = ?", (pid,))
+        self.erase_residue()
+        return len(ids)
+
+    def erase_residue(self) -> None:
+        """Move the (secure-deleted) pages into the main file and empty the WAL, so old copies of deleted rows
+        do not remain in the journal. Best effort: a reader holding an old snapshot keeps the WAL alive."""
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass
+
+    # -- vectors -----------------------------------------------------------------------------------------------
+    def vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = self.read("SELECT photos.id, person_id, vector FROM embeddings JOIN photos ON photos.id = "
+                         "embeddings.photo_id WHERE model = ? ORDER BY photos.id", (self.model.name,))
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, self.model.dim), np.float32)
+        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        persons = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+        matrix = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), self.model.dim)
+        return ids, persons, matrix
+
+    def vectors_of(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        out_ids, out_vecs = [], []
+        for i in range(0, len(ids), 500):
+            chunk = [int(x) for x in ids[i:i + 500]]
+            rows = self.read(f"SELECT photo_id, vector FROM embeddings WHERE model = ? AND photo_id IN "
+                             f"({','.join('?' * len(chunk))})", [self.model.name, *chunk])
+            out_ids += [r[0] for r in rows]
+            out_vecs += [np.frombuffer(r[1], np.float32) for r in rows]
+        return np.array(out_ids, np.int64), np.array(out_vecs, np.float32).reshape(len(out_ids), self.model.dim)
+
+    def vectors_of_people(self, person_ids: list[int]) -> dict[int, np.ndarray]:
+        out: dict[int, list] = {}
+        for i in range(0, len(person_ids), 500):
+            chunk = [int(x) for x in person_ids[i:i + 500]]
+            rows = self.read(f"SELECT person_id, vector FROM embeddings JOIN photos ON photos.id = "
+                             f"embeddings.photo_id WHERE model = ? AND person_id IN ({','.join('?' * len(chunk))})",
+                             [self.model.name, *chunk])
+            for pid, blob in rows:
+                out.setdefault(pid, []).append(np.frombuffer(blob, np.float32))
+        return {pid: np.stack(v) for pid, v in out.items()}
+
+    def vector_count(self) -> int:
+        return int(self.read("SELECT COUNT(*) FROM embeddings WHERE model = ?", (self.model.name,))[0][0])
+
+    def version(self) -> int:
+        return self.change_seq()
+
+    def person_names(self) -> dict[int, str]:
+        return dict(self.read("SELECT id, name FROM people"))
+
+    def photo_people(self) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.read("SELECT id, person_id FROM photos ORDER BY id")
+        arr = np.array(rows, np.int64).reshape(-1, 2)
+        return arr[:, 0], arr[:, 1]
+
+    def change_seq(self) -> int:
+        return int(self.read("SELECT COALESCE(MAX(seq), 0) FROM changes")[0][0])
+
+    def changes_since(self, seq: int) -> list[tuple[int, str, int]]:
+        return self.read("SELECT seq, op, photo_id FROM changes WHERE seq > ? ORDER BY seq", (seq,))
+
+    @property
+    def index_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".hnsw")
+
+    def search_index(self) -> "_VectorSearch":
+        if self._search is None:
+            self._search = _VectorSearch(self)
+        self._search.sync()
+        return self._search
+
+    def search(self, query: np.ndarray, k: int) -> list[list[tuple[int, int, float]]]:
+        return self.search_index().search(query, k)
+
+    def stats(self) -> dict[str, Any]:
+        n_people = self.read("SELECT COUNT(*) FROM people")[0][0]
+        n_photos = self.read("SELECT COUNT(*) FROM photos")[0][0]
+        n_emb = self.read("SELECT model, COUNT(*) FROM embeddings GROUP BY model")
+        skipped = self.read("SELECT reason, COUNT(*) FROM files WHERE status = 'skipped' GROUP BY reason")
+        files = [self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"), self.index_path]
+        size = sum(p.stat().st_size for p in files if p.exists())
+        index_kind = "hnsw (usearch)" if n_photos >= self.hnsw_threshold else "exact"
+        return {"gallery": self.location, "backend": "sqlite", "schema_version": SCHEMA_VERSION,
+                "model": self.model.to_dict(), "people": n_people, "photos": n_photos,
+                "embeddings": dict(n_emb), "index": index_kind,
+                "skipped_files": dict(skipped), "bytes_on_disk": size}
+
+    def close(self) -> None:
+        if self._search is not None:
+            self._search.save()
+            self._search = None
+        self.conn.close()
+
+
+class _VectorSearch:
+    """The in-memory vector index of one SqliteStore, kept in step with the database through the change log."""
+
+    def __init__(self, store: SqliteStore):
+        self.store = store
+        self.dim = store.model.dim
+        self.seq = -1
+        self.index: ExactIndex | HnswIndex | None = None
+        self.photo_ids = np.zeros(0, np.int64)
+        self.person_ids = np.zeros(0, np.int64)
+        self.names: dict[int, str] = {}
+        self.dirty = False  # the HNSW graph changed since it was last saved
+
+    def _load_saved(self) -> None:
+        """Start from the persisted HNSW file if it belongs to this gallery and model."""
+        path = self.store.index_path
+        if not path.exists():
+            return
+        try:
+            raw = path.read_bytes()
+            header_len = int.from_bytes(raw[:4], "little")
+            header = json.loads(raw[4:4 + header_len])
+            if header["fingerprint"] != self.store.model.fingerprint or header["dim"] != self.dim:
+                return
+            self.index = HnswIndex.from_bytes(self.dim, raw[4 + header_len:])
+            self.seq = int(header["seq"])
+        except Exception:  # a damaged or foreign index file is only a cache: rebuild from the database
+            self.index, self.seq = None, -1
+
+    def save(self) -> None:
+        if not isinstance(self.index, HnswIndex) or not self.dirty:
+            return
+        header = json.dumps({"seq": self.seq, "fingerprint": self.store.model.fingerprint, "dim": self.dim,
+                             "count": len(self.index)}).encode()
+        path = self.store.index_path
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(len(header).to_bytes(4, "little") + header)
+                fh.write(self.index.to_bytes())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)  # atomic: readers see the old or the new index, never half of one
+            self.dirty = False
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+    def _rebuild(self) -> None:
+        ids, _, matrix = self.store.vectors()
+        self.seq = self.store.change_seq()
+        if len(ids) >= self.store.hnsw_threshold:
+            self.index = HnswIndex(self.dim)
+            self.index.add(ids, matrix)
+            self.dirty = True
+        else:
+            self.index = ExactIndex(self.dim)
+            self.index.add(ids, matrix)
+
+    def sync(self) -> None:
+        latest = self.store.change_seq()
+        if self.index is None:
+            if self.seq < 0:
+                self._load_saved()
+            if self.index is None:
+                self._rebuild()
+        if latest != self.seq:
+            changes = self.store.changes_since(self.seq)
+            added = {pid for _, op, pid in changes if op == "add"}
+            removed = {pid for _, op, pid in changes if op == "del"}
+            if removed:
+                self.index.remove(sorted(removed))
+            fresh = sorted(added - removed)
+            if fresh:
+                ids, vecs = self.store.vectors_of(fresh)
+                self.index.add(ids, vecs)
+            self.seq = max([c[0] for c in changes] + [self.seq])
+            self.dirty = self.dirty or bool(added or removed)
+            if isinstance(self.index, ExactIndex) and len(self.index) >= self.store.hnsw_threshold:
+                self._rebuild()
+            if removed:
+                self.save()  # deleted faces must leave the persisted index now, not at close
+        if self.names is None or latest != getattr(self, "_mapped_seq", None):
+            self.photo_ids, self.person_ids = self.store.photo_people()
+            self.names = self.store.person_names()
+            self._mapped_seq = latest
+
+    def person_of(self, photo_ids: np.ndarray) -> np.ndarray:
+        pos = np.searchsorted(self.photo_ids, photo_ids)
+        pos = np.clip(pos, 0, max(len(self.photo_ids) - 1, 0))
+        ok = (len(self.photo_ids) > 0) & (self.photo_ids[pos] == photo_ids)
+        return np.where(ok, self.person_ids[pos] if len(self.person_ids) else -1, -1)
+
+    def search(self, query: np.ndarray, k: int) -> list[list[tuple[int, int, float]]]:
+        ids, sims = self.index.search(query, k)
+        out = []
+        for row_ids, row_sims in zip(ids, sims):
+            persons = self.person_of(row_ids)
+            out.append([(int(i), int(p), float(s)) for i, p, s in zip(row_ids, persons, row_sims) if p >= 0])
+        return out

@@ -1,0 +1,467 @@
+"""Galleries on the embedded SQLite store: enrolment, identification, look-alike, editing, index, faults.
+
+Real photos from LFW (skipped when ../shared/data/lfw is absent) and scikit-image; the fault tests use real
+processes (a lock holder, two enrolling processes, a kill -9 in the middle of an enrolment).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import facelab
+from facelab.errors import StoreError
+
+from .conftest import ROOT, lfw_image, run_cli
+
+TREE = {  # person -> LFW image numbers (symlinked); extra files are added by `tree`
+    "Colin_Powell": [1, 2, 3],
+    "George_W_Bush": [1, 2, 4],      # 4: head turned ~56 degrees
+    "Tony_Blair": [1, 2, 3],         # 1: two faces of similar size
+    "Donald_Rumsfeld": [1, 2],
+    "Hugo_Chavez": [2],
+}
+EXPECTED_ADDED = 10
+
+
+def make_tree(lfw: Path, root: Path, no_face_jpg: Path) -> Path:
+    from PIL import Image
+
+    for person, numbers in TREE.items():
+        (root / person).mkdir(parents=True)
+        for n in numbers:
+            (root / person / f"{person}_{n:04d}.jpg").symlink_to(lfw_image(lfw, person, n))
+    shutil.copy(lfw_image(lfw, "Colin_Powell", 1), root / "Donald_Rumsfeld" / "copy_of_powell.jpg")
+    shutil.copy(no_face_jpg, root / "Hugo_Chavez" / "coffee.jpg")
+    (root / "Hugo_Chavez" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    Image.open(lfw_image(lfw, "Hugo_Chavez", 1)).resize((90, 90)).save(root / "Hugo_Chavez" / "tiny.jpg")
+    (root / "README.txt").write_text("not a person folder")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tree(lfw, tmp_path_factory, no_face_jpg) -> Path:
+    return make_tree(lfw, tmp_path_factory.mktemp("tree") / "people", no_face_jpg)
+
+
+@pytest.fixture(scope="module")
+def enrolled(tree, tmp_path_factory):
+    """A gallery enrolled once from `tree` (closed); tests copy it before changing it."""
+    path = tmp_path_factory.mktemp("gal") / "people.db"
+    g = facelab.open_gallery(path)
+    report = g.enrol_folder(tree, progress=False, batch=4)
+    g.close()
+    return path, report
+
+
+@pytest.fixture
+def gallery(enrolled, tmp_path):
+    path = tmp_path / "copy.db"
+    shutil.copy(enrolled[0], path)
+    g = facelab.open_gallery(path)
+    yield g
+    g.close()
+
+
+def rows(path: Path, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+# -- enrolment ---------------------------------------------------------------------------------------------------
+def test_enrol_adds_good_photos_and_says_why_others_were_skipped(enrolled):
+    _, report = enrolled
+    d = report.to_dict()
+    assert d["added"] == EXPECTED_ADDED
+    assert d["added_per_person"] == {"Colin_Powell": 3, "George_W_Bush": 2, "Tony_Blair": 2, "Donald_Rumsfeld": 2,
+                                     "Hugo_Chavez": 1}
+    skipped = {reason: [Path(f).name for f in files] for reason, files in d["skipped"].items()}
+    assert skipped == {"duplicate": ["copy_of_powell.jpg"], "no face": ["coffee.jpg"],
+                       "several faces": ["Tony_Blair_0001.jpg"], "too small": ["tiny.jpg"],
+                       "too turned": ["George_W_Bush_0004.jpg"], "unreadable": ["broken.jpg"]}
+    assert "Colin_Powell_0001" in d["skipped_detail"]["duplicate"][0]["detail"]
+
+
+def test_gallery_records_people_photos_and_references_files(gallery, tree):
+    people = {p.name: p.photos for p in gallery.people()}
+    assert people == {"Colin_Powell": 3, "Donald_Rumsfeld": 2, "George_W_Bush": 2, "Hugo_Chavez": 1, "Tony_Blair": 2}
+    photos = gallery.photos("Colin_Powell")
+    assert [Path(p.source).name for p in photos] == [f"Colin_Powell_000{i}.jpg" for i in (1, 2, 3)]
+    assert all(Path(p.source).parent.parent == tree for p in photos)  # referenced where they are, not copied
+    d = photos[0].to_dict()
+    assert len(d["sha256"]) == 64 and d["box"]["width"] > 40 and d["model"] == "sface" and "yaw" in d["pose"]
+    stats = gallery.stats()
+    assert stats["photos"] == EXPECTED_ADDED and stats["embeddings"] == {"sface": EXPECTED_ADDED}
+    assert stats["index"] == "exact" and stats["bytes_on_disk"] > 0
+    assert rows(Path(gallery.location), "PRAGMA journal_mode")[0][0] == "wal"
+
+
+def test_reenrol_reads_only_new_and_changed_files(gallery, tree, lfw):
+    again = gallery.enrol_folder(tree, progress=False)
+    assert again.to_dict()["added"] == 0 and again.unchanged == 16 and not again.skipped
+    # a new photo and a changed one (the file now holds another picture)
+    (tree / "Hugo_Chavez" / "Hugo_Chavez_0005.jpg").symlink_to(lfw_image(lfw, "Hugo_Chavez", 5))
+    changed = tree / "Colin_Powell" / "Colin_Powell_0003.jpg"
+    old_hash = gallery.photos("Colin_Powell")[2].sha256
+    changed.unlink()
+    shutil.copy(lfw_image(lfw, "Colin_Powell", 8), changed)
+    try:
+        third = gallery.enrol_folder(tree, progress=False)
+        assert third.to_dict()["added"] == 2 and third.replaced == 1
+        hashes = [p.sha256 for p in gallery.photos("Colin_Powell")]
+        assert len(hashes) == 3 and old_hash not in hashes
+    finally:
+        (tree / "Hugo_Chavez" / "Hugo_Chavez_0005.jpg").unlink()
+        changed.unlink()
+        changed.symlink_to(lfw_image(lfw, "Colin_Powell", 3))
+
+
+def test_add_and_remove_single_photos(gallery, lfw, astronaut):
+    rec = gallery.add_photo("Eileen Collins", astronaut, source="astronaut")
+    assert rec.person == "Eileen Collins" and rec.n_faces == 1
+    with pytest.raises(StoreError, match="already in the gallery"):
+        gallery.add_photo("Someone Else", astronaut)
+    with pytest.raises(facelab.FacelabError, match="no face"):
+        gallery.add_photo("Nobody", np.full((200, 200, 3), 128, np.uint8))
+    gallery.remove_photo(rec.id)
+    assert gallery.store.person("Eileen Collins") is None  # a person with no photo left is gone
+    with pytest.raises(StoreError, match="no photo with id"):
+        gallery.remove_photo(rec.id)
+
+
+# -- identification and look-alike ---------------------------------------------------------------------------------
+def test_identify_names_known_people_and_says_unknown_for_strangers(gallery, lfw):
+    known = facelab.identify(lfw_image(lfw, "Colin_Powell", 6), gallery=gallery, top_k=3)
+    assert len(known) == 1
+    d = known[0].to_dict()
+    assert d["best"]["person"] == "Colin_Powell" and d["best"]["similarity"] > d["threshold"]
+    assert len(d["matches"]) == 3 and d["matches"][0]["similarity"] >= d["matches"][1]["similarity"]
+    assert d["threshold"] == pytest.approx(facelab.verification.operating_point("sface").threshold, abs=1e-4)
+    assert d["face"]["box"]["width"] > 40
+    stranger = facelab.identify(lfw_image(lfw, "Serena_Williams", 1), gallery=gallery)[0].to_dict()
+    assert stranger["best"] is None and stranger["matches"]  # unknown, but the nearest are still listed
+    # a stricter false-accept rate raises the threshold
+    strict = facelab.identify(lfw_image(lfw, "Colin_Powell", 6), gallery=gallery, far=0.001)[0]
+    assert strict.threshold > known[0].threshold
+    forced = facelab.identify(lfw_image(lfw, "Colin_Powell", 6), gallery=gallery, threshold=0.99)[0]
+    assert forced.best is None
+
+
+def test_identify_scorings_agree_on_an_easy_probe(gallery, lfw):
+    for scoring in ("max", "mean", "both"):
+        r = gallery.identify(lfw_image(lfw, "George_W_Bush", 7), scoring=scoring)[0]
+        assert r.best is not None and r.best.person == "George_W_Bush", scoring
+
+
+def test_lookalike_gives_nearest_person_and_photo_even_for_strangers(gallery, lfw):
+    res = facelab.lookalike(lfw_image(lfw, "Serena_Williams", 1), gallery=gallery)
+    d = res[0].to_dict()
+    assert d["person"] in {p.name for p in gallery.people()}
+    assert d["photo"]["id"] in {p.id for p in gallery.photos(d["person"])}
+    assert Path(d["photo"]["source"]).exists() and -1 <= d["similarity"] <= 1
+    same = facelab.lookalike(lfw_image(lfw, "Tony_Blair", 5), gallery=gallery)[0]
+    assert same.person == "Tony_Blair"
+
+
+def test_identify_accepts_a_gallery_path(enrolled, lfw):
+    res = facelab.identify(lfw_image(lfw, "Colin_Powell", 6), gallery=str(enrolled[0]))
+    assert res[0].best.person == "Colin_Powell"
+
+
+# -- editing ---------------------------------------------------------------------------------------------------
+def test_rename_merge_and_delete_remove_every_trace(gallery, lfw):
+    path = Path(gallery.location)
+    gallery.rename_person("Tony_Blair", "Anthony Blair")
+    assert gallery.person("Anthony Blair").photos == 2
+    with pytest.raises(StoreError, match="already exists"):
+        gallery.rename_person("Anthony Blair", "Colin_Powell")
+    assert gallery.merge_people("Hugo_Chavez", "Donald_Rumsfeld") == 1
+    assert gallery.person("Donald_Rumsfeld").photos == 3
+    with pytest.raises(StoreError, match="no person named"):
+        gallery.person("Hugo_Chavez")
+    powell = gallery.photos("Colin_Powell")
+    vectors = gallery.store.vectors_of([p.id for p in powell])[1]
+    assert gallery.delete_person("Colin_Powell") == 3
+    ids = tuple(p.id for p in powell)
+    for table, col in (("photos", "id"), ("embeddings", "photo_id"), ("files", "photo_id")):
+        assert rows(path, f"SELECT COUNT(*) FROM {table} WHERE {col} IN {ids}")[0][0] == 0, table
+    assert rows(path, "SELECT COUNT(*) FROM files WHERE source LIKE '%Colin_Powell%'")[0][0] == 0
+    r = gallery.identify(lfw_image(lfw, "Colin_Powell", 6))[0]
+    assert all(m.person != "Colin_Powell" for m in r.matches)
+    gallery.close()
+    blob = path.read_bytes() + (Path(f"{path}-wal").read_bytes() if Path(f"{path}-wal").exists() else b"")
+    assert not any(v.tobytes() in blob for v in vectors)  # secure_delete + checkpoint: the bytes are gone
+
+
+def test_export_import_round_trip(gallery, tmp_path):
+    out = tmp_path / "people.json.gz"
+    n = gallery.export(out)
+    assert n == {"people": 5, "photos": EXPECTED_ADDED}
+    other = facelab.open_gallery(tmp_path / "other.db")
+    try:
+        assert other.import_file(out)["added"] == EXPECTED_ADDED
+        assert other.import_file(out)["skipped_duplicates"] == EXPECTED_ADDED  # idempotent
+        assert {p.name: p.photos for p in other.people()} == {p.name: p.photos for p in gallery.people()}
+        a = gallery.store.vectors()[2]
+        b = other.store.vectors()[2]
+        assert np.array_equal(a, b)
+    finally:
+        other.close()
+    wrong = facelab.open_gallery(tmp_path / "dlib.db", model="dlib_resnet")
+    try:
+        with pytest.raises(StoreError, match="cannot be mixed"):
+            wrong.import_file(out)
+    finally:
+        wrong.close()
+
+
+# -- the vector index ---------------------------------------------------------------------------------------------
+def synthetic(n_people: int, per_person: int, dim: int = 128, seed: int = 0, noise_seed: int | None = None):
+    """Unit vectors clustered by person (people = random centres, photos = centre + noise)."""
+    centres = np.random.default_rng(seed).normal(size=(n_people, dim))
+    rng = np.random.default_rng(seed if noise_seed is None else noise_seed + 1000)
+    vecs = centres[:, None, :] + 0.6 * rng.normal(size=(n_people, per_person, dim))
+    vecs /= np.linalg.norm(vecs, axis=-1, keepdims=True)
+    return vecs.astype(np.float32)
+
+
+def test_hnsw_index_is_persisted_updated_incrementally_and_forgets_deleted_people(tmp_path):
+    path = tmp_path / "big.db"
+    vecs = synthetic(60, 5)
+    g = facelab.open_gallery(path, hnsw_threshold=200)
+    for i, person in enumerate(vecs):
+        g.add_embeddings(f"p{i}", person)
+    top = g.rank(vecs[:, 0], top_k=1)
+    assert [m[0].person for m in top] == [f"p{i}" for i in range(60)]
+    assert g.stats()["index"].startswith("hnsw")
+    g.close()
+    index_file = Path(f"{path}.hnsw")
+    assert index_file.exists()
+    # a second process's view: reopen, then add through another handle; the first sees it on its next search
+    a, b = facelab.open_gallery(path, hnsw_threshold=200), facelab.open_gallery(path, hnsw_threshold=200)
+    assert a.rank(vecs[3, 1], 1)[0][0].person == "p3"
+    assert a.store._search.seq > 0  # loaded from the saved file, not rebuilt
+    extra = synthetic(1, 3, seed=9)[0]
+    b.add_embeddings("newcomer", extra)
+    assert a.rank(extra[0], 1)[0][0].person == "newcomer"
+    # deleting a person removes them from the search and from the index file's bytes
+    doomed = vecs[7]
+    a.delete_person("p7")
+    assert all(m.person != "p7" for m in a.rank(doomed[0], 5)[0])
+    blob = index_file.read_bytes()
+    assert not any(v.tobytes() in blob for v in doomed)
+    assert vecs[8, 0].tobytes() in blob  # (the check above can fail: kept vectors are there)
+    a.close()
+    b.close()
+
+
+def test_hnsw_recall_matches_exact_search(tmp_path):
+    from facelab.gallery.index import ExactIndex, HnswIndex
+
+    data = synthetic(500, 10).reshape(-1, 128)
+    ids = np.arange(len(data))
+    exact, hnsw = ExactIndex(128), HnswIndex(128)
+    exact.add(ids, data)
+    hnsw.add(ids, data)
+    queries = synthetic(500, 1, noise_seed=3).reshape(-1, 128)[:200]  # new photos of the same people
+    e_ids, e_sims = exact.search(queries, 10)
+    h_ids, _ = hnsw.search(queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(e_ids, h_ids)])
+    assert recall >= 0.99
+    assert np.allclose(e_sims[:, 0], (queries * data[e_ids[:, 0]]).sum(1), atol=1e-5)
+
+
+# -- faults ------------------------------------------------------------------------------------------------------
+def test_missing_gallery_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="no such gallery"):
+        facelab.open_gallery(tmp_path / "absent.db", create=False)
+    with pytest.raises(StoreError, match="does not exist"):
+        facelab.open_gallery(tmp_path / "no" / "such" / "folder.db")
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_corrupt_or_foreign_files_are_refused_and_left_untouched(tmp_path, enrolled):
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(os.urandom(8192))
+    before = garbage.read_bytes()
+    with pytest.raises(StoreError, match="corrupt or not an SQLite file"):
+        facelab.open_gallery(garbage)
+    assert garbage.read_bytes() == before
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (x)")
+    with pytest.raises(StoreError, match="not a facelab gallery"):
+        facelab.open_gallery(other)
+    damaged = tmp_path / "damaged.db"
+    data = bytearray(enrolled[0].read_bytes())
+    data[100:4096] = os.urandom(4096 - 100)  # smash the schema page
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(StoreError):
+        g = facelab.open_gallery(damaged)
+        g.people()
+        g.close()
+
+
+def test_wrong_model_and_wrong_version_are_refused(enrolled, tmp_path):
+    path = tmp_path / "g.db"
+    shutil.copy(enrolled[0], path)
+    with pytest.raises(StoreError, match="holds sface embeddings, not dlib_resnet"):
+        facelab.open_gallery(path, model="dlib_resnet")
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = 'deadbeef' WHERE key = 'fingerprint'")
+    with pytest.raises(StoreError, match="another version of sface"):
+        facelab.open_gallery(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="schema version 99"):
+        facelab.open_gallery(path)
+
+
+LOCK_HOLDER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("INSERT INTO meta VALUES ('lock_test', 'x')")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("ROLLBACK")
+"""
+
+
+def test_a_locked_gallery_waits_then_says_locked(enrolled, tmp_path):
+    path = tmp_path / "g.db"
+    shutil.copy(enrolled[0], path)
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(path), "2.5"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        g = facelab.open_gallery(path, timeout=0.3)  # reading works while another process writes (WAL)
+        assert len(g.people()) == 5
+        with pytest.raises(StoreError, match="locked by another process"):
+            g.add_embeddings("X", synthetic(1, 1)[0])
+        g.close()
+        patient = facelab.open_gallery(path, timeout=15)
+        patient.add_embeddings("X", synthetic(1, 1)[0])  # waits for the holder to finish, then writes
+        patient.close()
+    finally:
+        holder.wait(timeout=30)
+    assert rows(path, "SELECT COUNT(*) FROM people WHERE name = 'X'")[0][0] == 1
+
+
+ADDER = """
+import sys, numpy as np, facelab
+path, who, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rng = np.random.default_rng(seed)
+shared = np.random.default_rng(42).normal(size=(40, 128)).astype(np.float32)
+g = facelab.open_gallery(path, timeout=30)
+for i in range(40):
+    own = rng.normal(size=(3, 128)).astype(np.float32)
+    g.add_embeddings(f"{who}-{i}", own / np.linalg.norm(own, axis=1, keepdims=True))
+    g.add_embeddings(f"shared-{i}", shared[i:i + 1] / np.linalg.norm(shared[i]))  # both processes add these
+g.close()
+"""
+
+
+def test_two_processes_writing_at_once_lose_and_duplicate_nothing(tmp_path):
+    path = tmp_path / "g.db"
+    facelab.open_gallery(path).close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", ADDER, str(path), who, str(seed)], env=env)
+             for who, seed in (("a", 1), ("b", 2))]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    assert rows(path, "SELECT COUNT(*) FROM photos")[0][0] == 2 * 40 * 3 + 40
+    assert rows(path, "SELECT COUNT(*) FROM embeddings")[0][0] == 2 * 40 * 3 + 40
+    assert rows(path, "SELECT COUNT(DISTINCT sha256) FROM photos")[0][0] == 2 * 40 * 3 + 40
+    assert rows(path, "SELECT COUNT(*) FROM people")[0][0] == 2 * 40 + 40
+
+
+def test_two_enrolments_of_one_tree_at_once_store_each_photo_once(tree, tmp_path):
+    path = tmp_path / "g.db"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "facelab", "gallery", "enrol", str(tree), "-g", str(path), "--batch", "2", "--json"]
+    facelab.open_gallery(path).close()
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    reports = [json.loads(o[0]) for o in outs]
+    assert rows(path, "SELECT COUNT(*) FROM photos")[0][0] == EXPECTED_ADDED
+    assert rows(path, "SELECT COUNT(*) FROM embeddings")[0][0] == EXPECTED_ADDED
+    assert rows(path, "SELECT COUNT(*) FROM files")[0][0] == 16
+    assert rows(path, "SELECT COUNT(*) FROM files WHERE status = 'added' AND photo_id IS NULL")[0][0] == 0
+    assert sum(r["added"] for r in reports) == EXPECTED_ADDED
+
+
+def test_kill_9_during_enrolment_leaves_a_consistent_gallery_that_a_rerun_completes(lfw, tmp_path):
+    root = tmp_path / "tree"
+    for person in ("Colin_Powell", "Donald_Rumsfeld", "Jacques_Chirac"):
+        (root / person).mkdir(parents=True)
+        for n in range(1, 11):
+            (root / person / f"{person}_{n:04d}.jpg").symlink_to(lfw_image(lfw, person, n))
+    path = tmp_path / "g.db"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "facelab", "gallery", "enrol", str(root), "-g", str(path),
+                             "--batch", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    seen = 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            seen = rows(path, "SELECT COUNT(*) FROM files")[0][0]
+        except sqlite3.Error:
+            seen = 0
+        if seen >= 4:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 4 <= seen < 30, "the enrolment was not caught half-way"
+    assert rows(path, "PRAGMA integrity_check")[0][0] == "ok"
+    n_photos = rows(path, "SELECT COUNT(*) FROM photos")[0][0]
+    assert n_photos < 30
+    assert rows(path, "SELECT COUNT(*) FROM embeddings")[0][0] == n_photos
+    assert rows(path, "SELECT COUNT(*) FROM files WHERE status = 'added'")[0][0] == n_photos
+    g = facelab.open_gallery(path)
+    try:
+        report = g.enrol_folder(root, progress=False)
+        assert report.unchanged + report.processed == 30  # every file looked at exactly once across the two runs
+        assert rows(path, "SELECT COUNT(*) FROM files")[0][0] == 30
+        added = rows(path, "SELECT COUNT(*) FROM files WHERE status = 'added'")[0][0]
+        assert g.stats()["photos"] == added == rows(path, "SELECT COUNT(*) FROM embeddings")[0][0] > n_photos
+        assert rows(path, "SELECT COUNT(DISTINCT sha256) FROM photos")[0][0] == added
+    finally:
+        g.close()
+
+
+# -- command line ---------------------------------------------------------------------------------------------
+def test_cli_enrol_identify_lookalike_and_errors(tree, tmp_path, lfw):
+    db = tmp_path / "cli.db"
+    r = run_cli("gallery", "enrol", tree, "-g", db)
+    assert r.returncode == 7, r.stderr  # some photos skipped
+    assert f"added {EXPECTED_ADDED}" in r.stdout and "several faces" in r.stdout and "Traceback" not in r.stderr
+    r = run_cli("identify", lfw_image(lfw, "Colin_Powell", 6), "-g", db, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["faces"][0]["best"]["person"] == "Colin_Powell"
+    r = run_cli("identify", lfw_image(lfw, "Serena_Williams", 1), "-g", db)
+    assert r.returncode == 1 and "unknown" in r.stdout
+    r = run_cli("lookalike", lfw_image(lfw, "Serena_Williams", 1), "-g", db, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["faces"][0]["photo"]["source"]
+    r = run_cli("gallery", "list", "-g", db, "--json")
+    assert {p["name"] for p in json.loads(r.stdout)} == set(TREE)
+    r = run_cli("gallery", "delete", "Hugo_Chavez", "-g", db, "--yes")
+    assert r.returncode == 0 and "1 photos" in r.stdout
+    r = run_cli("gallery", "show", "Hugo_Chavez", "-g", db)
+    assert r.returncode == 6 and r.stderr.count("\n") == 1 and "no person named" in r.stderr
+    r = run_cli("identify", lfw_image(lfw, "Colin_Powell", 6), "-g", tmp_path / "absent.db")
+    assert r.returncode == 6 and "no such gallery" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("gallery", "enrol", tree, "-g", db, "--model", "dlib_resnet")
+    assert r.returncode == 6 and "not dlib_resnet" in r.stderr

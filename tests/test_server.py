@@ -563,6 +563,22 @@ def test_identify_lookalike_recognize_and_stream_name_the_enrolled_person(client
         assert msg["faces"][0]["identity"]["best"]["person"] == "Eileen Collins"
 
 
+def test_stream_reuses_attributes_between_analyses(client, jpg, stand_ins, monkeypatch):
+    from facelab.server import stream
+
+    calls = []
+    monkeypatch.setattr(facelab, "analyze", lambda image, attributes=None: calls.append(1) or stand_in_analyze(image))
+    monkeypatch.setattr(stream, "ATTRIBUTE_INTERVAL_S", 1e9)  # analyse once, then carry
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"attributes": True, "identify": False}))
+        answers = []
+        for _ in range(3):
+            ws.send_bytes(jpg)
+            answers.append(ws.receive_json())
+    assert len(calls) == 1
+    assert all(a["faces"][0]["attributes"]["gender"]["value"] == "female" for a in answers)
+
+
 def test_analyze_and_emoticon_routes(client, jpg, stand_ins):
     r = client.post("/v1/analyze", files=upload(jpg))
     assert r.status_code == 200 and r.json()["faces"][0]["attributes"]["age"]["value"] == 40.0

@@ -51,7 +51,7 @@ class Galleries:
         return Path(self.location(name)).is_file()
 
     def names(self) -> list[str]:
-        found = {DEFAULT}
+        found = {DEFAULT} | set(self._slots)  # open ones too: a store may not have written its file yet
         if self.settings.galleries_dir.is_dir():
             found |= {p.stem for p in self.settings.galleries_dir.glob("*.db") if NAME.match(p.stem)}
         return sorted(found, key=lambda n: (n != DEFAULT, n))

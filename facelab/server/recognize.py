@@ -42,27 +42,46 @@ async def recognize(rgb: np.ndarray, *, infer, galleries: Galleries, gallery: st
     use_attributes = attributes and features.has("analyze")
     use_identify = bool(identify and gallery and features.has("identify") and features.has("galleries")
                         and galleries.exists(gallery))
-    find_faces = features.api("analyze") if use_attributes else facelab.detect
-    face_job = infer(find_faces, rgb)
     if use_identify:
         identify_fn = features.api("identify")
         id_job = galleries.run(gallery, lambda g: features.plain(identify_fn(rgb, gallery=g, top_k=top_k)))
-        found, identities = await asyncio.gather(face_job, id_job, return_exceptions=True)
+    if use_identify and not use_attributes:
+        # identify already found every face: use its boxes rather than detecting a second time (the webcam's
+        # frame rate depends on it). Fall back to plain detection if the gallery search fails.
+        try:
+            identities = await id_job
+        except FacelabError as err:
+            identities = err
+        if not isinstance(identities, BaseException):
+            faces = []
+            for record in identities:
+                face = dict(record.get("face") or {})
+                face["identity"] = record
+                faces.append(face)
+            return _finish(rgb, gallery, faces, {"attributes": False, "identify": True}, started)
+        found = await infer(facelab.detect, rgb)
+    elif use_identify:
+        found, identities = await asyncio.gather(infer(features.api("analyze"), rgb), id_job,
+                                                 return_exceptions=True)
     else:
-        found, identities = await face_job, []
+        find_faces = features.api("analyze") if use_attributes else facelab.detect
+        found, identities = await infer(find_faces, rgb), []
     if isinstance(found, BaseException):
         raise found
-    out: dict[str, Any] = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
-                           "gallery": gallery if use_identify else None,
-                           "faces": [features.plain(f.to_dict()) for f in found]}
+    faces = [features.plain(f.to_dict()) for f in found]
     if isinstance(identities, FacelabError):
         # An empty or unreadable gallery must not hide the faces: report it beside them.
-        out["identify_error"] = {"code": identities.code, "message": str(identities)}
-        use_identify = False
-    elif isinstance(identities, BaseException):
+        error = {"code": identities.code, "message": str(identities)}
+        out = _finish(rgb, None, faces, {"attributes": use_attributes, "identify": False}, started)
+        out["identify_error"] = error
+        return out
+    if isinstance(identities, BaseException):
         raise identities
-    else:
-        attach_identities(out["faces"], identities)
-    out["used"] = {"attributes": use_attributes, "identify": use_identify}
-    out["ms"] = round((time.perf_counter() - started) * 1000, 1)
-    return out
+    attach_identities(faces, identities)
+    return _finish(rgb, gallery if use_identify else None, faces,
+                   {"attributes": use_attributes, "identify": use_identify}, started)
+
+
+def _finish(rgb, gallery, faces, used, started) -> dict[str, Any]:
+    return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "gallery": gallery, "faces": faces,
+            "used": used, "ms": round((time.perf_counter() - started) * 1000, 1)}

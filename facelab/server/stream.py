@@ -4,6 +4,9 @@ The page sends a JSON text message to configure ({"gallery": "default", "attribu
 "key": "..."}) and then JPEG frames as binary messages. Each answer is a JSON text message with the faces of
 the newest frame. Frames that arrive while one is being processed replace each other: only the latest waits,
 so a slow server drops frames instead of falling behind (the page also waits for each answer before sending).
+
+Attributes change slowly and cost the most: they are computed at most every ATTRIBUTE_INTERVAL_S and carried
+to the faces of the frames in between by box overlap, so boxes and names keep the full frame rate.
 """
 from __future__ import annotations
 
@@ -17,8 +20,19 @@ from ..errors import FacelabError
 from .auth import KeyStore
 from .errors import ApiError
 from .galleries import NAME
-from .recognize import recognize
+from .recognize import iou, recognize
 from .uploads import Upload, _sniff, check_and_decode
+
+ATTRIBUTE_INTERVAL_S = 0.5
+
+
+def carry_attributes(faces: list[dict], previous: list[dict]) -> None:
+    for face in faces:
+        if not previous:
+            return
+        best = max(previous, key=lambda p: iou(p["box"], face["box"]))
+        if iou(best["box"], face["box"]) > 0.3 and best.get("attributes"):
+            face["attributes"] = best["attributes"]
 
 
 def _same_origin(ws: WebSocket) -> bool:
@@ -75,6 +89,7 @@ async def stream_endpoint(ws: WebSocket):
 
     receiver = asyncio.create_task(receive())
     frame_no = 0
+    last_attributes: dict = {"at": float("-inf"), "faces": []}
     try:
         while True:
             await wake.wait()
@@ -93,9 +108,15 @@ async def stream_endpoint(ws: WebSocket):
                 gallery = config.get("gallery") or None
                 if gallery is not None and not NAME.match(str(gallery)):
                     gallery = None
+                want_attributes = bool(config.get("attributes"))
+                fresh = want_attributes and time.monotonic() - last_attributes["at"] >= ATTRIBUTE_INTERVAL_S
                 result = await recognize(rgb, infer=app.state.infer, galleries=app.state.galleries,
-                                         gallery=gallery, attributes=bool(config.get("attributes")),
+                                         gallery=gallery, attributes=fresh,
                                          identify=bool(config.get("identify")), top_k=1)
+                if fresh and result["used"]["attributes"]:
+                    last_attributes.update(at=time.monotonic(), faces=result["faces"])
+                elif want_attributes:
+                    carry_attributes(result["faces"], last_attributes["faces"])
                 result.update(type="result", frame=frame_no, dropped=state["dropped"],
                               ms=round((time.perf_counter() - started) * 1000, 1))
             except ApiError as err:

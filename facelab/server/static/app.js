@@ -118,6 +118,7 @@ async function loadFeatures() {
 
 // ---- tabs ---------------------------------------------------------------------------------------------------
 function showTab(name) {
+  status("");
   document.querySelectorAll("#tabs button").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
   document.querySelectorAll(".tab").forEach((t) => t.classList.toggle("active", t.id === "tab-" + name));
   if (name === "gallery") loadPeople();

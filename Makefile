@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LFW    := ../shared/data/lfw
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench clean chromium
 
 install: $(STAMP)
 
@@ -21,17 +21,16 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
+# The web demo on the embedded default: SQLite gallery in ./data (git-ignored); prints the URL.
 run: install
-	@mkdir -p out
-	$(BIN)/python -c "from skimage import data; from PIL import Image; Image.fromarray(data.astronaut()).save('out/astronaut.jpg')"
-	$(BIN)/facelab detect out/astronaut.jpg --draw out/astronaut_faces.jpg
-	@echo "drawn faces: out/astronaut_faces.jpg"
-	@if [ -d $(LFW)/images ]; then \
-	  $(BIN)/facelab verify $(LFW)/images/Colin_Powell/Colin_Powell_0001.jpg $(LFW)/images/Colin_Powell/Colin_Powell_0002.jpg; \
-	  $(BIN)/facelab verify $(LFW)/images/Colin_Powell/Colin_Powell_0001.jpg $(LFW)/images/Tony_Blair/Tony_Blair_0001.jpg || true; \
-	fi
+	$(BIN)/facelab serve --host 127.0.0.1 --port 8000 --gallery data/gallery.db
 
-test: install
+# Browser tests drive Debian's Chromium (no browser download at test time).
+chromium:
+	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update && $$SUDO apt-get install -y chromium chromium-driver; }
+
+test: install chromium
 	$(BIN)/python -m pytest -q
 
 bench: install

@@ -1,0 +1,69 @@
+"""`facelab serve`: the REST API and web page (uvicorn), and API key creation."""
+from __future__ import annotations
+
+import click
+
+from .common import handle_errors
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. The default keeps the server on this machine; 0.0.0.0 opens it to the network.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--gallery", default=None, metavar="PATH|URL",
+              help="The 'default' gallery: an SQLite file or postgresql:// URL. [default: DATA/gallery.db]")
+@click.option("--data", "data_dir", default="data", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for API key hashes and galleries created from the web page.")
+@click.option("--require-key", is_flag=True, help="Require an API key for every /v1 call, not only gallery changes.")
+@click.option("--max-upload-mb", type=click.FloatRange(0.01, 100), default=None,
+              help="Largest accepted image upload, MiB. [default: 20]")
+@click.option("--max-megapixels", type=click.FloatRange(0.01, 50), default=None,
+              help="Largest accepted image, megapixels. [default: 50]")
+@click.option("--threads", type=click.IntRange(1, 64), default=None,
+              help="Inference threads (requests beyond these wait). [default: CPU count]")
+@click.option("--create-key", "create_key", is_flag=True,
+              help="Create an API key, print it once (only its hash is kept) and exit.")
+@click.option("--key-name", default="default", show_default=True, help="A label for --create-key.")
+@handle_errors
+def serve(host, port, gallery, data_dir, require_key, max_upload_mb, max_megapixels, threads, create_key, key_name):
+    """Serve the REST API (/v1, docs at /docs) and the web page (/).
+
+    Gallery changes always need an API key (`Authorization: Bearer KEY`). When no key exists yet, one is
+    created at start-up and printed once, with a page link that hands it to the page.
+    """
+    from pathlib import Path
+
+    from ..server.auth import create_key as make_key
+    from ..server.settings import Settings
+
+    settings = Settings(data_dir=Path(data_dir), gallery=gallery, require_key_for_all=require_key,
+                        preload_models=True)
+    if max_upload_mb:
+        settings.max_upload_bytes = int(max_upload_mb * 2**20)
+    if max_megapixels:
+        settings.max_pixels = int(max_megapixels * 1e6)
+    if threads:
+        settings.inference_threads = threads
+    if create_key:
+        key = make_key(settings.keys_file, key_name)
+        click.echo(key)
+        click.echo(f"API key created (shown once; its SHA-256 is in {settings.keys_file})", err=True)
+        return
+
+    import uvicorn
+
+    from ..server import create_app
+    from ..server.auth import KeyStore
+
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+    page = url
+    if not KeyStore(settings.keys_file).has_keys():
+        key = make_key(settings.keys_file, "first")
+        page = f"{url}#key={key}"
+        click.echo(f"created an API key for gallery changes (shown once, stored hashed in {settings.keys_file}):")
+        click.echo(f"  {key}")
+    click.echo(f"facelab is serving {settings.gallery} on {url}  (API docs: {url}docs)")
+    click.echo(f"open: {page}")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: listening on {host}: other machines can reach this server", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)

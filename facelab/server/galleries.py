@@ -1,0 +1,97 @@
+"""Galleries the server may open, by name only: "default" is the one given to `facelab serve --gallery`,
+others are SQLite files <data>/galleries/<name>.db created through the API. A request never names a path.
+
+Each open gallery lives on its own single worker thread: SQLite connections belong to the thread that opened
+them, and one writer at a time keeps enrolment and search consistent.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ApiError
+from .features import api
+from .settings import Settings
+
+DEFAULT = "default"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class _Slot:
+    def __init__(self, name: str):
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gallery-{name}")
+        self.gallery = None
+
+
+class Galleries:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._slots: dict[str, _Slot] = {}
+        self._lock = threading.Lock()
+
+    def check_name(self, name: str) -> str:
+        if not NAME.match(name or ""):
+            raise ApiError(422, "invalid_request", "gallery names are 1-64 letters, digits, '-' or '_'")
+        return name
+
+    def location(self, name: str) -> str:
+        self.check_name(name)
+        if name == DEFAULT:
+            return str(self.settings.gallery)
+        return str(self.settings.galleries_dir / f"{name}.db")
+
+    def exists(self, name: str) -> bool:
+        self.check_name(name)
+        if name == DEFAULT or name in self._slots:
+            return True
+        return Path(self.location(name)).is_file()
+
+    def names(self) -> list[str]:
+        found = {DEFAULT} | set(self._slots)  # open ones too: a store may not have written its file yet
+        if self.settings.galleries_dir.is_dir():
+            found |= {p.stem for p in self.settings.galleries_dir.glob("*.db") if NAME.match(p.stem)}
+        return sorted(found, key=lambda n: (n != DEFAULT, n))
+
+    async def run(self, name: str, job: Callable[[Any], Any], create: bool = False) -> Any:
+        """Run job(gallery) on the gallery's own thread, opening it there first if needed."""
+        open_gallery = api("galleries")
+        if not create and not self.exists(name):
+            raise ApiError(404, "not_found", f"no gallery named {name!r}")
+        location = self.location(name)
+        with self._lock:
+            slot = self._slots.get(name) or self._slots.setdefault(name, _Slot(name))
+
+        def in_thread():
+            if slot.gallery is None:
+                if name != DEFAULT:
+                    self.settings.galleries_dir.mkdir(parents=True, exist_ok=True)
+                elif "://" not in location:
+                    Path(location).parent.mkdir(parents=True, exist_ok=True)
+                slot.gallery = open_gallery(location, model=self.settings.model)
+            return job(slot.gallery)
+
+        return await asyncio.wrap_future(slot.executor.submit(in_thread))
+
+    async def delete(self, name: str) -> None:
+        if name == DEFAULT:
+            raise ApiError(409, "conflict", "the default gallery cannot be deleted (delete its people instead)")
+        if not self.exists(name):
+            raise ApiError(404, "not_found", f"no gallery named {name!r}")
+        with self._lock:
+            slot = self._slots.pop(name, None)
+        if slot is not None:
+            await asyncio.wrap_future(slot.executor.submit(lambda: slot.gallery and slot.gallery.close()))
+            slot.executor.shutdown(wait=False)
+        Path(self.location(name)).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            slots, self._slots = list(self._slots.values()), {}
+        for slot in slots:
+            if slot.gallery is not None:
+                slot.executor.submit(slot.gallery.close).result(timeout=10)
+            slot.executor.shutdown(wait=True)

@@ -1,0 +1,180 @@
+"""Typed request and response bodies. Field names follow the CLI's --json output (Face.to_dict and friends).
+
+Records made by other areas (identify, lookalike, gallery people and photos) allow extra fields, so a field
+they add later reaches clients without a server change.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["bad_image"])
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Box(BaseModel):
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+class Pose(BaseModel):
+    yaw: float
+    pitch: float
+    roll: float
+
+
+class Quality(BaseModel):
+    size: float
+    eye_distance: float
+    sharpness: float
+
+
+class FaceOut(Open):
+    index: int
+    box: Box
+    score: float
+    landmarks: dict[str, list[float]]
+    pose: Optional[Pose] = None
+    quality: Optional[Quality] = None
+    attributes: Optional[dict[str, Any]] = None
+    embedding_model: Optional[str] = None
+    embedding: Optional[list[float]] = None
+
+
+class DetectResponse(BaseModel):
+    width: int
+    height: int
+    faces: list[FaceOut]
+
+
+class EmbedResponse(BaseModel):
+    model: Optional[str]
+    dim: Optional[int]
+    width: int
+    height: int
+    faces: list[FaceOut]
+
+
+class VerifyResponse(Open):
+    same: bool
+    similarity: float
+    model: str
+    threshold: float
+    far: Optional[float] = None
+    source: str
+    faces: list[dict[str, Any]]
+
+
+class Match(Open):
+    person: Optional[str] = None
+    similarity: Optional[float] = None
+    photo_id: Any = None
+
+
+class IdentifiedFace(Open):
+    face: FaceOut
+    best: Optional[Match] = None
+    matches: list[Match] = []
+    threshold: Optional[float] = None
+
+
+class IdentifyResponse(BaseModel):
+    gallery: str
+    width: int
+    height: int
+    faces: list[IdentifiedFace]
+
+
+class LookalikeFace(Open):
+    face: FaceOut
+    person: Optional[str] = None
+    similarity: Optional[float] = None
+    photo: Optional[dict[str, Any]] = None
+
+
+class LookalikeResponse(BaseModel):
+    gallery: str
+    width: int
+    height: int
+    faces: list[LookalikeFace]
+
+
+class EmoticonResponse(BaseModel):
+    width: int
+    height: int
+    emoticons: list[str] = Field(description="One SVG document per face, left to right")
+
+
+class RecognizedFace(FaceOut):
+    identity: Optional[IdentifiedFace] = Field(None, description="identify's record for this face, when a "
+                                                                 "gallery was searched")
+
+
+class RecognizeResponse(BaseModel):
+    width: int
+    height: int
+    gallery: Optional[str] = None
+    faces: list[RecognizedFace]
+    used: dict[str, bool] = Field(description="Which steps ran (attributes, identify)")
+    identify_error: Optional[ErrorDetail] = Field(None, description="Why the gallery search failed, if it did")
+    ms: float = Field(description="Server processing time, milliseconds")
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    features: dict[str, bool]
+    attributes: list[str]
+    auth: dict[str, str]
+    limits: dict[str, int]
+
+
+class GalleryCreate(BaseModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", examples=["family"])
+
+
+class GalleryOut(Open):
+    name: str
+    stats: Optional[dict[str, Any]] = None
+
+
+class GalleryList(BaseModel):
+    galleries: list[GalleryOut]
+
+
+class PersonOut(Open):
+    name: str
+
+
+class PeopleList(BaseModel):
+    gallery: str
+    people: list[PersonOut]
+
+
+class PersonRename(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class PersonMerge(BaseModel):
+    into: str = Field(min_length=1, max_length=200)
+
+
+class PhotoOut(Open):
+    pass
+
+
+class Deleted(BaseModel):
+    deleted: str

@@ -41,7 +41,9 @@ def dataset() -> None:
 @click.option("--max-roll", type=float, default=45, show_default=True)
 @click.option("--min-sharpness", type=float, default=10, show_default=True, help="Variance of the Laplacian of the crop.")
 @click.option("--near-dup-bits", type=int, default=3, show_default=True,
-              help="Crops whose 64-bit difference hashes differ in at most this many bits are duplicates (-1: off).")
+              help="Near duplicates: 64-bit difference hashes of the crops differ in at most this many bits (-1: off)...")
+@click.option("--near-dup-corr", type=float, default=0.95, show_default=True,
+              help="... and their 16x16 grey thumbnails correlate at least this much.")
 @click.option("--min-per-class", type=int, default=3, show_default=True, help="Drop classes left with fewer photos.")
 @click.option("--val", type=float, default=0.1, show_default=True, help="Share of each class for validation.")
 @click.option("--test", type=float, default=0.1, show_default=True, help="Share of each class for test (1 = all test).")
@@ -51,7 +53,7 @@ def dataset() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
 @handle_errors
 def build(raw, out, size, largest, min_size, min_score, max_yaw, max_pitch, max_roll, min_sharpness, near_dup_bits,
-          min_per_class, val, test, group, seed, as_json):
+          near_dup_corr, min_per_class, val, test, group, seed, as_json):
     """Detect, align, filter, dedupe and split RAW/<class>/<photos> into OUT (resumable: rerun to continue).
 
     OUT gets crops/<class>/*.jpg, manifest.csv (source, class, split, box, pose, quality), report.json (every
@@ -63,7 +65,7 @@ def build(raw, out, size, largest, min_size, min_score, max_yaw, max_pitch, max_
 
     opts = BuildOptions(size=size, largest=largest, min_size=min_size, min_score=min_score, max_yaw=max_yaw,
                         max_pitch=max_pitch, max_roll=max_roll, min_sharpness=min_sharpness,
-                        near_dup_bits=near_dup_bits, min_per_class=min_per_class, val=val, test=test, group=group,
+                        near_dup_bits=near_dup_bits, near_dup_corr=near_dup_corr, min_per_class=min_per_class, val=val, test=test, group=group,
                         seed=seed)
     report = build_dataset(raw, out, opts, progress=lambda xs: tqdm(xs, desc="photos", unit="photo", disable=None))
     doc = report.to_dict()

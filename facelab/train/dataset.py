@@ -35,6 +35,7 @@ SPLITS = ("train", "val", "test")
 MANIFEST_FIELDS = ["file", "source", "class", "group", "split", "box_x", "box_y", "box_w", "box_h", "score",
                    "yaw", "pitch", "roll", "size", "sharpness", "faces_in_photo", "sha256", "dhash"]
 # Drop reasons, in the order photos meet them (the benchmark reports the share dropped by each).
+PHOTO_OPTIONS = ("size", "largest", "min_size", "min_score", "max_yaw", "max_pitch", "max_roll", "min_sharpness")
 REASONS = ("unreadable", "no_face", "several_faces", "too_small", "low_score", "yaw", "pitch", "roll",
            "blurred", "exact_duplicate", "near_duplicate", "class_too_small")
 
@@ -49,7 +50,11 @@ class BuildOptions:
     max_pitch: float | None = 40.0
     max_roll: float | None = 45.0
     min_sharpness: float | None = 10.0
-    near_dup_bits: int = 3            # max Hamming distance between 64-bit dHashes to call two crops the same
+    # Near duplicates: 64-bit dHashes within `near_dup_bits` AND 16x16 grey thumbnails correlated at
+    # >= `near_dup_corr`. The hash alone is too coarse on aligned faces (all faces share the same layout):
+    # on LFW it paired different people; the correlation check removes those (see README).
+    near_dup_bits: int = 3
+    near_dup_corr: float = 0.95
     min_per_class: int = 3
     val: float = 0.1
     test: float = 0.1
@@ -70,12 +75,13 @@ class BuildReport:
     empty_classes: list[str] = field(default_factory=list)
     cross_class_duplicates: list[dict[str, str]] = field(default_factory=list)
     resumed: int = 0
+    processed: int = 0
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"out": str(self.out), "photos": self.photos, "kept": self.kept, "resumed_from_log": self.resumed,
-                "seconds": round(self.seconds, 2),
-                "photos_per_second": round(self.photos / self.seconds, 2) if self.seconds else None,
+                "processed": self.processed, "seconds": round(self.seconds, 2),
+                "photos_per_second": round(self.processed / self.seconds, 2) if self.processed else None,
                 "dropped_counts": {r: len(self.dropped.get(r, [])) for r in REASONS if self.dropped.get(r)},
                 "dropped": self.dropped, "classes": self.classes, "empty_classes": self.empty_classes,
                 "cross_class_duplicates": self.cross_class_duplicates}
@@ -200,11 +206,15 @@ def build_dataset(raw: str | Path, out: str | Path, options: BuildOptions | None
     out.mkdir(parents=True, exist_ok=True)
     meta_file = out / "dataset.json"
     log_file = out / "progress.jsonl"
-    if meta_file.exists():
-        old = json.loads(meta_file.read_text())
-        if old.get("build_options", {}).get("size") != opts.size and log_file.exists():
-            raise DatasetError(f"{out} was started with crop size {old['build_options'].get('size')}, not "
-                               f"{opts.size}; use another OUT folder")
+    if meta_file.exists() and log_file.exists():
+        # The log holds per-photo decisions made with the detection/filter options: those must not change.
+        # (Dedupe, class size and split options are re-applied on every build and may change.)
+        old = json.loads(meta_file.read_text()).get("build_options", {})
+        changed = [k for k in PHOTO_OPTIONS if old.get(k) != getattr(opts, k)]
+        if changed:
+            diffs = ", ".join(f"{k} {old.get(k)} -> {getattr(opts, k)}" for k in changed)
+            raise DatasetError(f"{out} was built with other photo options ({diffs}); use another OUT folder "
+                               f"or delete {log_file.name} to redo every photo")
     meta_file.write_text(json.dumps({"format": FORMAT, "raw": str(raw.resolve()), "crop_size": opts.size,
                                      "build_options": opts.to_dict(), "complete": False}, indent=2))
     done = _read_log(log_file)
@@ -215,7 +225,7 @@ def build_dataset(raw: str | Path, out: str | Path, options: BuildOptions | None
         analysis = shared_analysis()
     start = time.perf_counter()
     todo = [(c, p) for c, p in items if str(p.relative_to(raw)) not in done]
-    report.resumed = len(items) - len(todo)
+    report.resumed, report.processed = len(items) - len(todo), len(todo)
     with open(log_file, "a") as log:
         for cls, path in (progress(todo) if progress else todo):
             rel = str(path.relative_to(raw))
@@ -244,7 +254,7 @@ def _finish(records: list[dict[str, Any]], opts: BuildOptions, report: BuildRepo
         if r["status"] != "kept":
             report.dropped.setdefault(r["status"], []).append({"source": r["source"], "detail": r.get("detail", "")})
     kept = [r for r in records if r["status"] == "kept"]
-    kept = _dedupe(kept, opts, report)
+    kept = _dedupe(kept, opts, report, out)
     by_class = defaultdict(list)
     for r in kept:
         by_class[r["class"]].append(r)
@@ -265,8 +275,24 @@ def _finish(records: list[dict[str, Any]], opts: BuildOptions, report: BuildRepo
         writer.writerows(final)
 
 
-def _dedupe(kept: list[dict[str, Any]], opts: BuildOptions, report: BuildReport) -> list[dict[str, Any]]:
-    """Keep the first of each exact (sha256) or near (dHash) duplicate set, in the stable raw order."""
+def _thumb(path: Path) -> np.ndarray:
+    import cv2
+
+    grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    t = cv2.resize(grey, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+    t -= t.mean()
+    return t / max(float(np.linalg.norm(t)), 1e-6)
+
+
+def _dedupe(kept: list[dict[str, Any]], opts: BuildOptions, report: BuildReport, root: Path) -> list[dict[str, Any]]:
+    """Keep the first of each exact (sha256) or near (dHash + thumbnail) duplicate set, in the stable raw order."""
+    thumbs: dict[str, np.ndarray] = {}
+
+    def thumb(r):
+        if r["file"] not in thumbs:
+            thumbs[r["file"]] = _thumb(root / r["file"])
+        return thumbs[r["file"]]
+
     out, seen_sha = [], {}
     hashes = np.zeros(len(kept), dtype=np.uint64)
     n = 0
@@ -277,10 +303,11 @@ def _dedupe(kept: list[dict[str, Any]], opts: BuildOptions, report: BuildReport)
         else:
             h = np.uint64(int(r["dhash"], 16))
             if n and opts.near_dup_bits >= 0:
-                dist = np.bitwise_count(hashes[:n] ^ h)
-                j = int(np.argmin(dist))
-                if dist[j] <= opts.near_dup_bits:
-                    reason, first = "near_duplicate", out[j]
+                close = np.flatnonzero(np.bitwise_count(hashes[:n] ^ h) <= opts.near_dup_bits)
+                for j in close:
+                    if float(thumb(r) @ thumb(out[j])) >= opts.near_dup_corr:
+                        reason, first = "near_duplicate", out[j]
+                        break
             if reason is None:
                 hashes[n] = h
                 n += 1
@@ -323,7 +350,8 @@ def _split(rows: list[dict[str, Any]], opts: BuildOptions, group_sides: dict[str
 def read_report_summary(report: dict[str, Any]) -> list[str]:
     """Human lines for the CLI."""
     lines = [f"{report['kept']} of {report['photos']} photos kept in {len(report['classes'])} classes "
-             f"({report['photos_per_second'] or 0:.1f} photos/s, {report['resumed_from_log']} from a previous run)"]
+             f"({report['processed']} processed now at {report['photos_per_second'] or 0:.1f} photos/s, "
+             f"{report['resumed_from_log']} from a previous run)"]
     for reason, n in report["dropped_counts"].items():
         lines.append(f"  dropped {n:5d}  {reason.replace('_', ' ')}")
     if report["empty_classes"]:

@@ -115,7 +115,7 @@ def test_head_classifier_trains_exports_and_registers(built, home, tmp_path):
     assert entry["labels"] == sorted(PEOPLE) and entry["input_kind"] == "sface_embedding"
     listed = json.loads(run_cli("models", "--json", env=env).stdout)
     assert any(m["name"] == "three_people" and m["status"] == "ok" for m in listed)
-    photo = sorted((raw / "Tony_Blair").glob("*.jpg"))[-1]  # may be a training photo; the ranking must say Blair
+    photo = sorted((raw / "Tony_Blair").glob("Tony_Blair_*.jpg"))[-1]  # the ranking must say Blair
     out = run_cli("train", "predict", "three_people", photo, "--json", env=env)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["ranking"][0]["class"] == "Tony_Blair"
@@ -123,53 +123,60 @@ def test_head_classifier_trains_exports_and_registers(built, home, tmp_path):
 
 
 def test_cnn_trains_resumes_and_refuses_another_architecture(built, tmp_path):
+    from facelab.train import TrainingError
+    from facelab.train.classifier import train_classifier
+    from facelab.train.loop import TrainConfig
+
     _, ds, _ = built
     run = tmp_path / "run_cnn"
-    args = ["train", "classifier", ds, "--method", "cnn", "--out", run, "--batch-size", "8", "--width", "8",
-            "--input-size", "32", "--json"]
-    out = run_cli(*args, "--epochs", "1")
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["export"]["max_abs_diff"] < 1e-4
-    out = run_cli(*args, "--epochs", "2", "--resume")
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
+    small = dict(method="cnn", width=8, input_size=32, progress=False)
+    first = train_classifier(ds, run, cfg=TrainConfig(epochs=1, batch_size=8), **small)
+    assert first["export"]["max_abs_diff"] < 1e-4
+    result = train_classifier(ds, run, cfg=TrainConfig(epochs=2, batch_size=8), resume=True, **small)
     assert result["epochs_run"] == 2 and len(json.loads((run / "metrics.json").read_text())) == 2
-    out = run_cli(*args[:-1], "--epochs", "3", "--resume", "--backbone", "mobilefacenet")
+    args = ["train", "classifier", ds, "--method", "cnn", "--out", run, "--batch-size", "8", "--width", "8",
+            "--input-size", "32"]
+    out = run_cli(*args, "--epochs", "3", "--resume", "--backbone", "mobilefacenet")
     assert out.returncode == 9 and "another architecture" in out.stderr and "Traceback" not in out.stderr
-    out = run_cli(*args[:-1], "--epochs", "1")  # a second run into the same folder without --resume
-    assert out.returncode == 9 and "--resume" in out.stderr
-    (run / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
-    out = run_cli(*args[:-1], "--epochs", "3", "--resume")
-    assert out.returncode == 9 and "unreadable" in out.stderr
-    report = run_cli("eval", "classifier", run, ds, "--split", "all", "--json")
+    report = run_cli("eval", "classifier", run, ds, "--split", "all", "--json")  # the run is still intact
     assert report.returncode == 0, report.stderr
     doc = json.loads(report.stdout)
     assert sum(map(sum, doc["confusion"])) == doc["n"] and set(doc["per_class"]) == set(PEOPLE)
     assert Path(doc["files"][0]).is_file()
+    with pytest.raises(TrainingError, match="--resume"):  # a second run into the same folder
+        train_classifier(ds, run, cfg=TrainConfig(epochs=1, batch_size=8), **small)
+    (run / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(TrainingError, match="unreadable"):
+        train_classifier(ds, run, cfg=TrainConfig(epochs=3, batch_size=8), resume=True, **small)
 
 
 def test_bad_datasets_are_refused_with_a_clear_message(built, lfw, tmp_path):
+    from facelab.train import DatasetError
+    from facelab.train.classifier import train_classifier
+    from facelab.train.dataset import BuildOptions, build_dataset
+
     raw, ds, _ = built
-    one = _raw(lfw, tmp_path / "one", {"Colin_Powell": 5})
-    assert run_cli("dataset", "build", one, tmp_path / "one_ds", "--largest").returncode == 0
+    build_dataset(_raw(lfw, tmp_path / "one", {"Colin_Powell": 5}), tmp_path / "one_ds", BuildOptions(largest=True))
     out = run_cli("train", "classifier", tmp_path / "one_ds")
-    assert out.returncode == 8 and "one class" in out.stderr
-    few = _raw(lfw, tmp_path / "few", {"Colin_Powell": 5, "Tony_Blair": 1})
-    out = run_cli("dataset", "build", few, tmp_path / "few_ds", "--largest", "--json")
-    assert out.returncode == 0
-    assert json.loads(out.stdout)["dropped_counts"]["class_too_small"] == 1
-    assert run_cli("train", "classifier", tmp_path / "few_ds").returncode == 8
-    assert run_cli("train", "classifier", tmp_path / "nowhere").returncode == 8
+    assert out.returncode == 8 and "one class" in out.stderr and "Traceback" not in out.stderr
+    few = build_dataset(_raw(lfw, tmp_path / "few", {"Colin_Powell": 5, "Tony_Blair": 1}), tmp_path / "few_ds",
+                        BuildOptions(largest=True))
+    assert few.to_dict()["dropped_counts"]["class_too_small"] == 1
+    with pytest.raises(DatasetError, match="one class"):
+        train_classifier(tmp_path / "few_ds", tmp_path / "r1", progress=False)
+    with pytest.raises(DatasetError, match="fewer than 9 training photos"):
+        train_classifier(ds, tmp_path / "r2", min_train_per_class=9, progress=False)
+    with pytest.raises(DatasetError, match="not a facelab dataset"):
+        train_classifier(tmp_path / "nowhere", progress=False)
     bad = tmp_path / "bad" / "x"
     bad.mkdir(parents=True)
     (bad / "a.jpg").write_bytes(b"garbage")
     out = run_cli("dataset", "build", tmp_path / "bad", tmp_path / "bad_ds")
     assert out.returncode == 8 and "no class has enough photos" in out.stderr
     # A dataset of another crop size: the SFace head needs 112 crops.
-    small = tmp_path / "small_ds"
-    assert run_cli("dataset", "build", raw, small, "--largest", "--size", "64").returncode == 0
-    out = run_cli("train", "classifier", small)
-    assert out.returncode == 8 and "64x64" in out.stderr and "--size 112" in out.stderr
+    build_dataset(raw, tmp_path / "small_ds", BuildOptions(largest=True, size=64))
+    with pytest.raises(DatasetError, match=r"64x64.*--size 112"):
+        train_classifier(tmp_path / "small_ds", tmp_path / "r3", progress=False)
 
 
 def test_out_of_memory_leaves_a_resumable_run(built, tmp_path, monkeypatch):
@@ -235,7 +242,7 @@ def test_augmentations_keep_range_and_shape_and_change_pixels():
 
     from facelab.train.augment import AUGMENTATIONS, augment_batch
 
-    x = torch.rand(8, 3, 56, 56) * 255
+    x = torch.rand(64, 3, 56, 56) * 255
     g = torch.Generator().manual_seed(0)
     for name in AUGMENTATIONS:
         y = augment_batch(x.clone(), (name,), g)

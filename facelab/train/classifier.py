@@ -79,6 +79,9 @@ def train_classifier(dataset: str | Path, out: str | Path | None = None, method:
               "train": cfg.to_dict(), "init": str(init) if init else None, "input_kind": input_kind,
               "counts": {s: ds.counts(s) for s in ("train", "val", "test")}, "warnings": warnings,
               "parameters": count_parameters(model), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if resume:  # refuse another architecture before touching the run's files
+        load_checkpoint(run.last, arch)
+        config["export"] = run.config().get("export")  # the previous export stays described until replaced
     run.write_json("config.json", config)
     device = pick_device(cfg.device)
     ce_val = nn.CrossEntropyLoss()

@@ -157,6 +157,9 @@ def train_embedder(dataset: str | Path, out: str | Path | None = None, loss: str
               "lfw": {"root": str(lfw_root), "pairs": lfw_pairs} if lfw else None, "world_size": dist.world,
               "counts": {s: ds.counts(s) for s in ("train", "val", "test")}, "warnings": warnings,
               "parameters": count_parameters(net), "input_kind": "aligned_crop"}
+    if resume:  # refuse another architecture before touching the run's files
+        load_checkpoint(run.last, arch)
+        config["export"] = run.config().get("export")
     if dist.main:
         run.write_json("config.json", config)
     state = fit(run, module, x["train"], y["train"], cfg, arch, ce, validate, resume, progress, dist)

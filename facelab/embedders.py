@@ -141,3 +141,46 @@ class FusedEmbedder:
 
 
 EMBEDDERS = {"sface": SFaceEmbedder, "dlib_resnet": DlibEmbedder, "fused": FusedEmbedder}
+
+
+class OnnxEmbedder:
+    """A user-trained embedder (`facelab train embedder`, then `facelab models add`): an ONNX graph taking the
+    aligned crop (N, 3, S, S RGB 0-255 float) and returning unit vectors. Found through the model registry."""
+
+    def __init__(self, name: str, flip: bool = False):
+        import onnxruntime as ort
+
+        from .models.registry import get_model
+
+        spec = get_model(name)
+        self.flip = flip
+        self.name = name + ("+flip" if flip else "")
+        self.dim = spec.dim
+        self.size = int(spec.extra.get("crop_size", 112))
+        self._session = ort.InferenceSession(str(verify_model(spec)), providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+
+    def _forward(self, crops: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)
+        return self._session.run(None, {self._input: x})[0]
+
+    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
+        feats = self._forward(crops)
+        if self.flip:
+            feats = _unit(feats) + _unit(self._forward(crops[:, :, ::-1]))
+        return _unit(feats)
+
+    def embed(self, rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
+        if not faces:
+            return np.zeros((0, self.dim or 0), np.float32)
+        crops = np.stack([f.aligned if f.aligned is not None and f.aligned.shape[0] == self.size
+                          else align_face(rgb, f.landmarks, self.size) for f in faces])
+        return self.embed_crops(crops)
+
+
+def registered_embedder_names() -> list[str]:
+    """User models of task "embedding" with an ONNX file (built-ins come from EMBEDDERS)."""
+    from .models.registry import all_models
+
+    return sorted(n for n, s in all_models().items()
+                  if s.task == "embedding" and n not in EMBEDDERS and (s.file or "").endswith(".onnx"))

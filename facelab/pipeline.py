@@ -64,7 +64,12 @@ def get_detector(name: str = DEFAULT_DETECTOR):
 @lru_cache(maxsize=None)
 def get_embedder(name: str = DEFAULT_EMBEDDER, flip: bool = False):
     if name not in EMBEDDERS:
-        raise ModelError(f"unknown embedding model {name!r}; known: {', '.join(EMBEDDERS)}")
+        from .embedders import OnnxEmbedder, registered_embedder_names
+
+        if name in registered_embedder_names():  # a user-trained model (facelab models add)
+            return OnnxEmbedder(name, flip=flip)
+        raise ModelError(f"unknown embedding model {name!r}; known: "
+                         f"{', '.join([*EMBEDDERS, *registered_embedder_names()])}")
     return EMBEDDERS[name](flip=flip)
 
 

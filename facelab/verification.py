@@ -40,7 +40,7 @@ def operating_point(model: str, threshold: float | None = None, far: float | Non
     """The threshold to use for `model`: the given one, the one for a target FAR, or the model's default."""
     if threshold is not None:
         return OperatingPoint(float(threshold), None, "given")
-    entry = _table().get(model)
+    entry = _table().get(model) or _registered_point(model)
     if entry is None:
         raise ModelError(f"no calibrated threshold for model {model!r}; pass --threshold "
                          f"(calibrated: {', '.join(sorted(_table())) or 'none'})")
@@ -52,6 +52,14 @@ def operating_point(model: str, threshold: float | None = None, far: float | Non
     ok = [p for p in points if p["far"] <= far]
     chosen = ok[-1] if ok else points[0]
     return OperatingPoint(float(chosen["threshold"]), float(chosen["far"]), src)
+
+
+def _registered_point(model: str) -> dict[str, Any] | None:
+    """User-trained embedders carry their LFW-calibrated thresholds in their registry entry (same format)."""
+    from .models.registry import all_models
+
+    spec = all_models().get(model.split("+")[0])
+    return spec.extra.get("verification") if spec is not None else None
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

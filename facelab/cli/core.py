@@ -10,7 +10,21 @@ import click
 from ..errors import EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, FacelabError, NoFaceError
 from .common import batch_exit_code, echo_json, error_record, handle_errors
 
-EMBEDDER_CHOICES = click.Choice(["sface", "dlib_resnet", "fused"])
+class EmbedderName(click.ParamType):
+    """A built-in embedder, or a user model of task "embedding" registered with `facelab models add`."""
+
+    name = "[sface|dlib_resnet|fused|USER_MODEL]"
+
+    def convert(self, value, param, ctx):
+        from ..embedders import EMBEDDERS, registered_embedder_names
+
+        known = [*EMBEDDERS, *registered_embedder_names()]
+        if value not in known:
+            self.fail(f"{value!r} is not an embedding model; known: {', '.join(known)}", param, ctx)
+        return value
+
+
+EMBEDDER_CHOICES = EmbedderName()
 
 
 def _filters(min_size, min_score, max_yaw, max_pitch, max_roll):

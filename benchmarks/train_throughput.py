@@ -1,0 +1,72 @@
+"""Training throughput on this machine's CPU (images/s, seconds per epoch) for the CNN classifier and the
+embedder, on a dataset built by `facelab dataset build` (default: the public-figures example's).
+
+    .venv/bin/python benchmarks/train_throughput.py [DATASET] [--threads N]
+Writes benchmarks/results/train_throughput.json. Each configuration trains 1 epoch on the train split.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CONFIGS = [  # (name, method/kind, backbone, input size, batch)
+    ("cnn_resnet_w32_56px", "cnn", "resnet", 56, 64),
+    ("cnn_mobilefacenet_w64_56px", "cnn", "mobilefacenet", 56, 64),
+    ("cnn_resnet_w32_112px", "cnn", "resnet", 112, 64),
+    ("embedder_mobilefacenet_w64_56px_arcface", "embedder", "mobilefacenet", 56, 64),
+    ("head_on_sface_embeddings", "head", None, None, 64),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dataset", nargs="?", default=str(ROOT / "out" / "examples" / "people" / "dataset"))
+    ap.add_argument("--threads", type=int, default=0)
+    a = ap.parse_args()
+    import torch
+
+    from facelab.train.classifier import train_classifier
+    from facelab.train.data import open_dataset
+    from facelab.train.embedder import train_embedder
+    from facelab.train.loop import TrainConfig
+
+    ds = open_dataset(a.dataset)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, kind, backbone, size, batch in CONFIGS:
+            cfg = TrainConfig(epochs=1, batch_size=batch, device="cpu", threads=a.threads)
+            t0 = time.perf_counter()
+            if kind == "embedder":
+                r = train_embedder(ds.root, Path(tmp) / name, backbone=backbone, input_size=size, lfw_root=None,
+                                   cfg=cfg, progress=False)
+            else:
+                r = train_classifier(ds.root, Path(tmp) / name, method=kind, backbone=backbone or "resnet",
+                                     input_size=size or 56, cfg=cfg, progress=False)
+            wall = time.perf_counter() - t0
+            row = r["best"]
+            results.append({"config": name, "train_images": len(ds.split("train")), "batch": batch,
+                            "images_per_s": row["images_per_s"], "epoch_seconds": row["seconds"],
+                            "run_wall_seconds": round(wall, 1)})
+            print(f"{name:42s} {row['images_per_s']:8.1f} img/s  epoch {row['seconds']:7.1f} s  "
+                  f"(whole run incl. loading/export {wall:.0f} s)", flush=True)
+    doc = {"dataset": str(ds.root), "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs)", "results": results}
+    out = ROOT / "benchmarks" / "results" / "train_throughput.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Example 2: a classifier of the LFW people with >= 20 photos (62 classes), photo-level split within each person.
+# Compares a head on frozen SFace embeddings with a small CNN trained on the crops (CPU, few epochs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+F="${FACELAB:-.venv/bin/python -m facelab}"
+OUT=out/examples/people
+python_=.venv/bin/python
+$python_ examples/make_raw.py lfw-people $OUT/raw --min-photos 20
+# Deep-funneled LFW photos often show a second face at the edge: keep the main one (--largest).
+$F dataset build $OUT/raw $OUT/dataset --largest --val 0.1 --test 0.2
+$F train classifier $OUT/dataset --method head --out $OUT/run_head --epochs 40 --resume 2>/dev/null \
+  || $F train classifier $OUT/dataset --method head --out $OUT/run_head --epochs 40
+$F train classifier $OUT/dataset --method cnn --out $OUT/run_cnn --epochs ${CNN_EPOCHS:-8} --batch-size 64 \
+  || true
+$F eval classifier $OUT/run_head $OUT/dataset
+$F eval classifier $OUT/run_cnn $OUT/dataset || true

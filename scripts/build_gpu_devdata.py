@@ -4,7 +4,7 @@
 The device machine gets only the repository checkout (no ../shared, no face detector), so the smoke run trains
 on these ready-made aligned crops.
 
-    .venv/bin/python scripts/build_gpu_devdata.py [SOURCE_DATASET] [DEST] [--max-photos 2500]
+    .venv/bin/python scripts/build_gpu_devdata.py [SOURCE_DATASET] [DEST] [--max-photos 3000]
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 ap = argparse.ArgumentParser()
 ap.add_argument("source", nargs="?", default="out/examples/people/dataset")
 ap.add_argument("dest", nargs="?", default=".devdata/gpu_dataset")
-ap.add_argument("--max-photos", type=int, default=2500)
+ap.add_argument("--max-photos", type=int, default=3000)
 a = ap.parse_args()
 src, dest = Path(a.source), Path(a.dest)
 meta = json.loads((src / "dataset.json").read_text())

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Example 1: a gender classifier trained on the UTKFace subset (3,000 photos, 1,500 per class), tested on LFW's
+# gender labels (a different source: 1,000 random photos per class).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+F="${FACELAB:-.venv/bin/python -m facelab}"
+PY=.venv/bin/python
+OUT=out/examples/gender
+$PY examples/make_raw.py utkface-gender $OUT/utk_raw
+$PY examples/make_raw.py lfw-gender $OUT/lfw_raw --per-class 1000
+# UTKFace crops are 200x200 close-ups; --largest keeps the main face when a second one is visible.
+$F dataset build $OUT/utk_raw $OUT/utk --largest --val 0.1 --test 0.1
+$F dataset build $OUT/lfw_raw $OUT/lfw --largest --val 0 --test 1   # all test: it is only used for evaluation
+[ -f $OUT/run_head/checkpoints/last.pt ] || \
+  $F train classifier $OUT/utk --method head --hidden 64 --epochs 40 --out $OUT/run_head
+$F eval classifier $OUT/run_head $OUT/lfw --out $OUT/eval_lfw

@@ -39,6 +39,12 @@ def margin_head(num_classes: int, dim: int, loss: str, margin: float, scale: flo
             self.th, self.mm = math.cos(math.pi - margin), math.sin(math.pi - margin) * margin
 
         def forward(self, emb, y=None):
+            # The margin arithmetic runs in float32 with autocast off: under CUDA mixed precision F.linear would
+            # return float16 and scatter() refuses to mix dtypes (found on the H100 smoke run).
+            with torch.autocast(device_type=emb.device.type, enabled=False):
+                return self._logits(emb, y)
+
+        def _logits(self, emb, y):
             cos = F.linear(F.normalize(emb.float()), F.normalize(self.weight.float())).clamp(-1, 1)
             if y is None:
                 return scale * cos

@@ -579,6 +579,19 @@ def test_stream_reuses_attributes_between_analyses(client, jpg, stand_ins, monke
     assert all(a["faces"][0]["attributes"]["gender"]["value"] == "female" for a in answers)
 
 
+def test_recognize_survives_a_failing_attribute_model(client, jpg, stand_ins, monkeypatch):
+    from facelab.errors import ModelError
+
+    def broken(image, attributes=None):
+        raise ModelError("unknown model 'x_head'")
+
+    monkeypatch.setattr(facelab, "analyze", broken)
+    body = client.post("/v1/recognize?identify=false", files=upload(jpg)).json()
+    assert len(body["faces"]) == 1 and body["used"]["attributes"] is False
+    assert body["attributes_error"]["code"] == "model_unavailable"
+    assert client.post("/v1/analyze", files=upload(jpg)).status_code == 503  # the direct route says so
+
+
 def test_analyze_and_emoticon_routes(client, jpg, stand_ins):
     r = client.post("/v1/analyze", files=upload(jpg))
     assert r.status_code == 200 and r.json()["faces"][0]["attributes"]["age"]["value"] == 40.0

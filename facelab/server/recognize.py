@@ -36,12 +36,24 @@ def attach_identities(faces: list[dict], identities: list[dict]) -> None:
             best["identity"] = record
 
 
+def find_faces(rgb: np.ndarray, with_attributes: bool):
+    """Faces with attributes when asked and possible; if an attribute model fails, the faces alone and why."""
+    if with_attributes:
+        try:
+            return features.api("analyze")(rgb), None
+        except FacelabError as err:
+            return facelab.detect(rgb), {"code": err.code, "message": str(err)}
+    return facelab.detect(rgb), None
+
+
 async def recognize(rgb: np.ndarray, *, infer, galleries: Galleries, gallery: str | None,
                     attributes: bool = True, identify: bool = True, top_k: int = 3) -> dict[str, Any]:
     started = time.perf_counter()
     use_attributes = attributes and features.has("analyze")
     use_identify = bool(identify and gallery and features.has("identify") and features.has("galleries")
                         and galleries.exists(gallery))
+    errors: dict[str, Any] = {}
+    identities: Any = []
     if use_identify:
         identify_fn = features.api("identify")
         id_job = galleries.run(gallery, lambda g: features.plain(identify_fn(rgb, gallery=g, top_k=top_k)))
@@ -58,30 +70,31 @@ async def recognize(rgb: np.ndarray, *, infer, galleries: Galleries, gallery: st
                 face = dict(record.get("face") or {})
                 face["identity"] = record
                 faces.append(face)
-            return _finish(rgb, gallery, faces, {"attributes": False, "identify": True}, started)
-        found = await infer(facelab.detect, rgb)
+            return _finish(rgb, gallery, faces, {"attributes": False, "identify": True}, started, errors)
+        found = await infer(find_faces, rgb, False)
     elif use_identify:
-        found, identities = await asyncio.gather(infer(features.api("analyze"), rgb), id_job,
-                                                 return_exceptions=True)
+        found, identities = await asyncio.gather(infer(find_faces, rgb, True), id_job, return_exceptions=True)
     else:
-        find_faces = features.api("analyze") if use_attributes else facelab.detect
-        found, identities = await infer(find_faces, rgb), []
+        found = await infer(find_faces, rgb, use_attributes)
     if isinstance(found, BaseException):
         raise found
+    found, attributes_error = found
+    if attributes_error:
+        # One broken attribute model must not hide the faces: report it beside them.
+        errors["attributes_error"] = attributes_error
+        use_attributes = False
     faces = [features.plain(f.to_dict()) for f in found]
     if isinstance(identities, FacelabError):
-        # An empty or unreadable gallery must not hide the faces: report it beside them.
-        error = {"code": identities.code, "message": str(identities)}
-        out = _finish(rgb, None, faces, {"attributes": use_attributes, "identify": False}, started)
-        out["identify_error"] = error
-        return out
-    if isinstance(identities, BaseException):
+        errors["identify_error"] = {"code": identities.code, "message": str(identities)}
+        use_identify = False
+    elif isinstance(identities, BaseException):
         raise identities
-    attach_identities(faces, identities)
+    else:
+        attach_identities(faces, identities)
     return _finish(rgb, gallery if use_identify else None, faces,
-                   {"attributes": use_attributes, "identify": use_identify}, started)
+                   {"attributes": use_attributes, "identify": use_identify}, started, errors)
 
 
-def _finish(rgb, gallery, faces, used, started) -> dict[str, Any]:
+def _finish(rgb, gallery, faces, used, started, errors) -> dict[str, Any]:
     return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "gallery": gallery, "faces": faces,
-            "used": used, "ms": round((time.perf_counter() - started) * 1000, 1)}
+            "used": used, "ms": round((time.perf_counter() - started) * 1000, 1), **errors}

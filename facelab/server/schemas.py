@@ -130,6 +130,7 @@ class RecognizeResponse(BaseModel):
     faces: list[RecognizedFace]
     used: dict[str, bool] = Field(description="Which steps ran (attributes, identify)")
     identify_error: Optional[ErrorDetail] = Field(None, description="Why the gallery search failed, if it did")
+    attributes_error: Optional[ErrorDetail] = Field(None, description="Why attributes are missing, if they are")
     ms: float = Field(description="Server processing time, milliseconds")
 
 

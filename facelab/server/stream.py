@@ -113,8 +113,9 @@ async def stream_endpoint(ws: WebSocket):
                 result = await recognize(rgb, infer=app.state.infer, galleries=app.state.galleries,
                                          gallery=gallery, attributes=fresh,
                                          identify=bool(config.get("identify")), top_k=1)
-                if fresh and result["used"]["attributes"]:
-                    last_attributes.update(at=time.monotonic(), faces=result["faces"])
+                if fresh:  # also after a failure, so a broken attribute model is retried at the same pace
+                    last_attributes.update(at=time.monotonic(),
+                                           faces=result["faces"] if result["used"]["attributes"] else [])
                 elif want_attributes:
                     carry_attributes(result["faces"], last_attributes["faces"])
                 result.update(type="result", frame=frame_no, dropped=state["dropped"],

@@ -143,7 +143,8 @@ async function analysePhoto(file) {
     }
     drawBoxes($("#photo-stage"), res.faces, res.width, res.height);
     $("#photo-faces").replaceChildren(...res.faces.map((f, i) => faceCard(f, i, svgs[i])));
-    const extra = res.identify_error ? " (gallery: " + res.identify_error.message + ")" : "";
+    let extra = res.identify_error ? " (gallery: " + res.identify_error.message + ")" : "";
+    if (res.attributes_error) extra += " (attributes: " + res.attributes_error.message + ")";
     status(`${res.faces.length} face${res.faces.length === 1 ? "" : "s"} found in ${res.ms} ms${extra}`);
     $("#photo-stage").dataset.faces = String(res.faces.length);
   } catch (err) {

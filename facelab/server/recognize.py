@@ -25,6 +25,10 @@ def iou(a: dict, b: dict) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def without_face(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != "face"}  # the face is already the enclosing record
+
+
 def attach_identities(faces: list[dict], identities: list[dict]) -> None:
     """identify() detects again on its own; pair its records with our faces by box overlap."""
     for record in identities:
@@ -33,7 +37,7 @@ def attach_identities(faces: list[dict], identities: list[dict]) -> None:
             continue
         best = max(faces, key=lambda f: iou(f["box"], box))
         if iou(best["box"], box) > 0.5:
-            best["identity"] = record
+            best["identity"] = without_face(record)
 
 
 def find_faces(rgb: np.ndarray, with_attributes: bool):
@@ -68,7 +72,7 @@ async def recognize(rgb: np.ndarray, *, infer, galleries: Galleries, gallery: st
             faces = []
             for record in identities:
                 face = dict(record.get("face") or {})
-                face["identity"] = record
+                face["identity"] = without_face(record)
                 faces.append(face)
             return _finish(rgb, gallery, faces, {"attributes": False, "identify": True}, started, errors)
         found = await infer(find_faces, rgb, False)

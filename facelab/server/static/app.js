@@ -138,8 +138,10 @@ async function analysePhoto(file) {
     const res = await api("/v1/recognize?" + q, { method: "POST", body: imageForm({ image: file }) });
     let svgs = [];
     const hasSvg = res.faces.some((f) => f.attributes && f.attributes.emoticon);
-    if (state.features.emoticon && !hasSvg && res.faces.length) {
-      svgs = (await api("/v1/emoticon", { method: "POST", body: imageForm({ image: file }) })).emoticons;
+    if (state.features.emoticon && !hasSvg && res.faces.length && !res.attributes_error) {
+      try {
+        svgs = (await api("/v1/emoticon", { method: "POST", body: imageForm({ image: file }) })).emoticons;
+      } catch (err) { svgs = []; }  // emoticons are extra: the faces are still shown
     }
     drawBoxes($("#photo-stage"), res.faces, res.width, res.height);
     $("#photo-faces").replaceChildren(...res.faces.map((f, i) => faceCard(f, i, svgs[i])));

@@ -416,7 +416,7 @@ class StandInGallery:
         from facelab.errors import StoreError
 
         if photo_id not in self.photos:
-            raise StoreError(f"no photo {photo_id}")
+            raise StoreError(f"{self.location}: no photo with id {photo_id}")  # as the real store words it
         del self.photos[photo_id]
 
     def people(self):
@@ -441,7 +441,8 @@ class StandInGallery:
         self.photos = {i: p for i, p in self.photos.items() if p["person"] != name}
 
     def stats(self):
-        return {"people": len({p["person"] for p in self.photos.values()}), "photos": len(self.photos)}
+        return {"gallery": self.location, "people": len({p["person"] for p in self.photos.values()}),
+                "photos": len(self.photos)}
 
     def close(self):
         self.closed = True
@@ -500,7 +501,7 @@ def test_gallery_crud_round_trip(client, key, jpg, coffee_jpg, stand_ins, tmp_pa
     assert r.status_code == 422 and error_code(r) == "no_face"
     people = client.get("/v1/galleries/default/people").json()["people"]
     assert [p["name"] for p in people] == ["Eileen Collins"] and people[0]["photos"][0]["source"] == "webcam"
-    assert client.get("/v1/galleries/default").json()["stats"] == {"people": 1, "photos": 1}
+    assert client.get("/v1/galleries/default").json()["stats"] == {"gallery": "default", "people": 1, "photos": 1}
     assert client.get("/v1/galleries/default/people/Eileen Collins").status_code == 200
     assert error_code(client.get("/v1/galleries/default/people/Ghost")) == "not_found"
 
@@ -509,6 +510,9 @@ def test_gallery_crud_round_trip(client, key, jpg, coffee_jpg, stand_ins, tmp_pa
     r = client.post("/v1/galleries/default/people/Ghost/merge", json={"into": "Eileen"}, headers=auth)
     assert r.status_code == 404
 
+    r = client.delete("/v1/galleries/default/photos/999", headers=auth)
+    assert r.status_code == 404 and error_code(r) == "not_found"
+    assert str(tmp_path) not in r.text and "gallery 'default'" in r.text  # the server's paths stay private
     r = client.delete(f"/v1/galleries/default/photos/{photo_id}", headers=auth)
     assert r.status_code == 200 and client.get("/v1/galleries/default/people").json()["people"] == []
     client.post("/v1/galleries/default/people/Eileen/photos", files=upload(jpg), headers=auth)

@@ -325,7 +325,8 @@ function personItem(p) {
   const photos = Array.isArray(p.photos) ? p.photos : null;
   const count = photos ? photos.length : p.photos;
   const item = el("li", { class: "person", "data-name": p.name }, el("strong", {}, p.name),
-    el("span", { class: "muted" }, ` ${count ?? "?"} photo${count === 1 ? "" : "s"} `),
+    el("span", { class: "muted" }, ` ${count ?? "?"} photo${count === 1 ? "" : "s"}` +
+      (Array.isArray(p.sources) && p.sources.length ? ` (${p.sources.join(", ")}) ` : " ")),
     el("button", { class: "danger", onclick: () => deletePerson(p.name) }, "Delete"));
   if (photos) {
     item.append(el("ul", { class: "photos" }, ...photos.map((ph) => {

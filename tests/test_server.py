@@ -341,6 +341,18 @@ def test_cli_create_key(tmp_path):
     assert key.startswith("flk_") and records[0]["name"] == "ci" and key not in json.dumps(records)
 
 
+def test_cli_serve_refuses_a_busy_port(tmp_path):
+    import socket
+
+    from .conftest import run_cli
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        out = run_cli("serve", "--port", busy.getsockname()[1], "--data", tmp_path / "d")
+    assert out.returncode == 2 and "cannot listen on 127.0.0.1" in out.stderr and "Traceback" not in out.stderr
+
+
 # ---- webcam stream ------------------------------------------------------------------------------------------
 def test_stream_answers_each_frame_with_faces(client, jpg):
     with client.websocket_connect("/v1/stream") as ws:

@@ -608,9 +608,14 @@ def test_recognize_survives_a_failing_attribute_model(client, jpg, stand_ins, mo
     assert client.post("/v1/analyze", files=upload(jpg)).status_code == 503  # the direct route says so
 
 
-def test_analyze_and_emoticon_routes(client, jpg, stand_ins):
+def test_analyze_and_emoticon_routes(client, jpg, stand_ins, monkeypatch):
     r = client.post("/v1/analyze", files=upload(jpg))
     assert r.status_code == 200 and r.json()["faces"][0]["attributes"]["age"]["value"] == 40.0
+    asked = []
+    monkeypatch.setattr(facelab, "analyze", lambda image, attributes=None: asked.append(attributes) or [])
+    assert client.post("/v1/analyze?attributes=age,gender", files=upload(jpg)).status_code == 200
+    assert asked == [["age", "gender"]]
+    assert client.post("/v1/analyze?attributes=../x", files=upload(jpg)).status_code == 422
     r = client.post("/v1/emoticon", files=upload(jpg))
     assert r.status_code == 200 and r.json()["emoticons"] == ["<svg/>"]
 

@@ -63,7 +63,10 @@ def serve(host, port, gallery, data_dir, require_key, max_upload_mb, max_megapix
         page = f"{url}#key={key}"
         click.echo(f"created an API key for gallery changes (shown once, stored hashed in {settings.keys_file}):")
         click.echo(f"  {key}")
-    click.echo(f"facelab is serving {settings.gallery} on {url}  (API docs: {url}docs)")
+    import re
+
+    shown = re.sub(r"//([^:/@]+):[^/]*@", r"//\1:***@", str(settings.gallery))  # no password on screen
+    click.echo(f"facelab is serving {shown} on {url}  (API docs: {url}docs)")
     click.echo(f"open: {page}")
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: listening on {host}: other machines can reach this server", err=True)

@@ -206,8 +206,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         features.api("galleries")
         out = []
         for name in galleries.names():
-            stats = await galleries.run(name, lambda g: features.plain(g.stats()), create=name == DEFAULT)
-            out.append({"name": name, "stats": stats})
+            try:
+                stats = await galleries.run(name, lambda g: features.plain(g.stats()), create=name == DEFAULT)
+                out.append({"name": name, "stats": stats})
+            except facelab.FacelabError as err:  # one unreadable gallery must not hide the others
+                out.append({"name": name, "stats": None, "error": {"code": err.code, "message": str(err)}})
         return {"galleries": out}
 
     @app.post("/v1/galleries", response_model=schemas.GalleryOut, status_code=201, dependencies=write,

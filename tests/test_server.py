@@ -608,6 +608,29 @@ def test_recognize_survives_a_failing_attribute_model(client, jpg, stand_ins, mo
     assert client.post("/v1/analyze", files=upload(jpg)).status_code == 503  # the direct route says so
 
 
+def test_recognize_keeps_the_attributes_whose_models_work(client, jpg, stand_ins, monkeypatch):
+    from facelab.errors import ModelError
+
+    calls = []
+
+    def partly_broken(image, attributes=None):
+        calls.append(attributes)
+        if attributes is None or "eyewear" in attributes:
+            raise ModelError("unknown model 'eyewear_head'")
+        faces = stand_in_analyze(image)
+        for f in faces:
+            f.attributes = {k: v for k, v in f.attributes.items() if k in attributes}
+        return faces
+
+    monkeypatch.setattr(facelab, "analyze", partly_broken)
+    monkeypatch.setattr(facelab, "attributes_available", lambda: ["age", "gender", "eyewear"], raising=False)
+    for _ in range(2):
+        body = client.post("/v1/recognize?identify=false", files=upload(jpg)).json()
+        assert set(body["faces"][0]["attributes"]) == {"age", "gender"} and body["used"]["attributes"] is True
+        assert body["attributes_error"]["message"] == "not available: eyewear"
+    assert calls[-1] == ["age", "gender"] and calls.count(None) == 1  # learnt once, then only what works
+
+
 def test_analyze_and_emoticon_routes(client, jpg, stand_ins, monkeypatch):
     r = client.post("/v1/analyze", files=upload(jpg))
     assert r.status_code == 200 and r.json()["faces"][0]["attributes"]["age"]["value"] == 40.0

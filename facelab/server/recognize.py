@@ -3,6 +3,7 @@ searched). Used by POST /v1/recognize (the page's upload view) and the webcam st
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -40,14 +41,44 @@ def attach_identities(faces: list[dict], identities: list[dict]) -> None:
             best["identity"] = without_face(record)
 
 
+# analyze function -> the attribute names that work with it, learnt when the full set failed once (e.g. one
+# attribute's model is missing): the page then still shows the others instead of none.
+_usable: dict[Any, tuple[list[str], dict]] = {}
+_usable_lock = threading.Lock()
+
+
 def find_faces(rgb: np.ndarray, with_attributes: bool):
-    """Faces with attributes when asked and possible; if an attribute model fails, the faces alone and why."""
-    if with_attributes:
+    """Faces with attributes when asked and possible; if attribute models fail, what works and a note why."""
+    if not with_attributes:
+        return facelab.detect(rgb), None
+    analyze = features.api("analyze")
+    if analyze not in _usable:
         try:
-            return features.api("analyze")(rgb), None
+            return analyze(rgb), None
         except FacelabError as err:
-            return facelab.detect(rgb), {"code": err.code, "message": str(err)}
-    return facelab.detect(rgb), None
+            if not facelab.detect(rgb):
+                return [], {"code": err.code, "message": str(err)}  # no face to learn which models work
+            with _usable_lock:
+                if analyze not in _usable:
+                    works = [n for n in features.attribute_names() if _works(analyze, rgb, n)]
+                    _usable[analyze] = works, {"code": err.code, "message": str(err)}
+    usable, first_error = _usable[analyze]
+    missing = [n for n in features.attribute_names() if n not in usable]
+    note = {"code": "model_unavailable", "message": f"not available: {', '.join(missing)}"} if missing else first_error
+    if not usable:
+        return facelab.detect(rgb), first_error
+    try:
+        return analyze(rgb, usable), note
+    except FacelabError as err:
+        return facelab.detect(rgb), {"code": err.code, "message": str(err)}
+
+
+def _works(analyze, rgb: np.ndarray, name: str) -> bool:
+    try:
+        analyze(rgb, [name])
+        return True
+    except FacelabError:
+        return False
 
 
 async def recognize(rgb: np.ndarray, *, infer, galleries: Galleries, gallery: str | None,
@@ -84,9 +115,9 @@ async def recognize(rgb: np.ndarray, *, infer, galleries: Galleries, gallery: st
         raise found
     found, attributes_error = found
     if attributes_error:
-        # One broken attribute model must not hide the faces: report it beside them.
+        # A broken attribute model must not hide the faces or the other attributes: say which are missing.
         errors["attributes_error"] = attributes_error
-        use_attributes = False
+        use_attributes = any(f.attributes for f in found)
     faces = [features.plain(f.to_dict()) for f in found]
     if isinstance(identities, FacelabError):
         errors["identify_error"] = {"code": identities.code, "message": str(identities)}

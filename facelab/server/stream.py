@@ -5,13 +5,15 @@ The page sends a JSON text message to configure ({"gallery": "default", "attribu
 the newest frame. Frames that arrive while one is being processed replace each other: only the latest waits,
 so a slow server drops frames instead of falling behind (the page also waits for each answer before sending).
 
-Attributes change slowly and cost the most: they are computed at most every ATTRIBUTE_INTERVAL_S and carried
-to the faces of the frames in between by box overlap, so boxes and names keep the full frame rate.
+Attributes change slowly and cost the most: they are computed in the background, at most every
+ATTRIBUTE_INTERVAL_S, and carried to the faces of the frames in between by box overlap, so boxes and names
+keep their own frame rate.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 from fastapi import WebSocket, WebSocketDisconnect
@@ -20,10 +22,49 @@ from ..errors import FacelabError
 from .auth import KeyStore
 from .errors import ApiError
 from .galleries import NAME
-from .recognize import iou, recognize
+from . import features
+from .recognize import find_faces, iou, recognize
 from .uploads import Upload, _sniff, check_and_decode
 
-ATTRIBUTE_INTERVAL_S = 0.5
+ATTRIBUTE_INTERVAL_S = 1.0
+log = logging.getLogger("facelab.server")
+
+
+class BackgroundAttributes:
+    """The newest attribute analysis of the stream, computed off the frame loop."""
+
+    def __init__(self):
+        self.faces: list[dict] = []
+        self.error: dict | None = None
+        self.task: asyncio.Task | None = None
+        self.started_at = float("-inf")
+
+    def due(self) -> bool:
+        return (self.task is None or self.task.done()) and \
+            time.monotonic() - self.started_at >= ATTRIBUTE_INTERVAL_S
+
+    def start(self, infer, rgb) -> None:
+        self.started_at = time.monotonic()
+        self.task = asyncio.create_task(self._run(infer, rgb))
+
+    async def _run(self, infer, rgb) -> None:
+        try:
+            found, note = await infer(find_faces, rgb, True)
+            self.faces = [features.plain(f.to_dict()) for f in found if f.attributes]
+            self.error = note
+        except FacelabError as err:
+            self.faces, self.error = [], {"code": err.code, "message": str(err)}
+        except Exception:  # a background task has nobody to raise to: log it, tell the page in one line
+            log.exception("attribute analysis failed")
+            self.faces, self.error = [], {"code": "internal_error", "message": "attribute analysis failed"}
+
+    async def wait(self) -> None:
+        if self.task is not None:
+            await asyncio.shield(self.task)
+
+    def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
 
 
 def carry_attributes(faces: list[dict], previous: list[dict]) -> None:
@@ -89,7 +130,7 @@ async def stream_endpoint(ws: WebSocket):
 
     receiver = asyncio.create_task(receive())
     frame_no = 0
-    last_attributes: dict = {"at": float("-inf"), "faces": []}
+    attributes = BackgroundAttributes()
     try:
         while True:
             await wake.wait()
@@ -108,16 +149,19 @@ async def stream_endpoint(ws: WebSocket):
                 gallery = config.get("gallery") or None
                 if gallery is not None and not NAME.match(str(gallery)):
                     gallery = None
-                want_attributes = bool(config.get("attributes"))
-                fresh = want_attributes and time.monotonic() - last_attributes["at"] >= ATTRIBUTE_INTERVAL_S
+                want_attributes = bool(config.get("attributes")) and features.has("analyze")
+                if want_attributes and attributes.due():
+                    attributes.start(app.state.infer, rgb)
+                    if not attributes.faces:  # the first time, wait: the first answer shows attributes too
+                        await attributes.wait()
                 result = await recognize(rgb, infer=app.state.infer, galleries=app.state.galleries,
-                                         gallery=gallery, attributes=fresh,
+                                         gallery=gallery, attributes=False,
                                          identify=bool(config.get("identify")), top_k=1)
-                if fresh:  # also after a failure, so a broken attribute model is retried at the same pace
-                    last_attributes.update(at=time.monotonic(),
-                                           faces=result["faces"] if result["used"]["attributes"] else [])
-                elif want_attributes:
-                    carry_attributes(result["faces"], last_attributes["faces"])
+                if want_attributes:
+                    carry_attributes(result["faces"], attributes.faces)
+                    result["used"]["attributes"] = any(f.get("attributes") for f in result["faces"])
+                    if attributes.error:
+                        result["attributes_error"] = attributes.error
                 result.update(type="result", frame=frame_no, dropped=state["dropped"],
                               ms=round((time.perf_counter() - started) * 1000, 1))
             except ApiError as err:
@@ -129,3 +173,4 @@ async def stream_endpoint(ws: WebSocket):
         pass  # the page went away mid-answer
     finally:
         receiver.cancel()
+        attributes.cancel()

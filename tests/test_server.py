@@ -595,6 +595,23 @@ def test_stream_reuses_attributes_between_analyses(client, jpg, stand_ins, monke
     assert all(a["faces"][0]["attributes"]["gender"]["value"] == "female" for a in answers)
 
 
+def test_stream_searches_the_gallery_in_the_background(client, key, jpg, stand_ins, monkeypatch):
+    from facelab.server import stream
+
+    client.post("/v1/galleries/default/people/Eileen/photos", files=upload(jpg),
+                headers={"Authorization": f"Bearer {key}"})
+    calls = []
+    monkeypatch.setattr(facelab, "identify", lambda *a, **kw: calls.append(1) or stand_in_identify(*a, **kw))
+    monkeypatch.setattr(stream, "IDENTIFY_INTERVAL_S", 1e9)  # search once, then carry the name
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"gallery": "default", "identify": True, "attributes": False}))
+        names = []
+        for _ in range(3):
+            ws.send_bytes(jpg)
+            names.append(ws.receive_json()["faces"][0]["identity"]["best"]["person"])
+    assert names == ["Eileen"] * 3 and len(calls) == 1
+
+
 def test_recognize_survives_a_failing_attribute_model(client, jpg, stand_ins, monkeypatch):
     from facelab.errors import ModelError
 

@@ -5,7 +5,7 @@ The page sends a JSON text message to configure ({"gallery": "default", "attribu
 the newest frame. Frames that arrive while one is being processed replace each other: only the latest waits,
 so a slow server drops frames instead of falling behind (the page also waits for each answer before sending).
 
-Every frame is detected (boxes follow the face). Who the faces are and their attributes change slowly and cost
+Every frame is detected, cheaply (live.py: boxes follow the face). Who the faces are and their attributes change slowly and cost
 more, so they are computed in the background (a gallery search at most every IDENTIFY_INTERVAL_S, attributes at
 most every ATTRIBUTE_INTERVAL_S) and carried to the faces of the frames in between by box overlap. The first
 frame waits for both, so the first answer is complete.
@@ -18,7 +18,6 @@ import logging
 import time
 from typing import Awaitable, Callable
 
-import facelab
 from fastapi import WebSocket, WebSocketDisconnect
 
 from ..errors import FacelabError
@@ -26,6 +25,7 @@ from . import features
 from .auth import KeyStore
 from .errors import ApiError
 from .galleries import NAME
+from .live import live_faces
 from .recognize import find_faces, iou, recognize
 from .uploads import Upload, _sniff, check_and_decode
 
@@ -182,7 +182,7 @@ async def stream_endpoint(ws: WebSocket):
                     await identities.update(identify_job, rgb)
                 if want_attributes:
                     await attributes.update(attributes_job, rgb)
-                faces = [f.to_dict() for f in await infer(facelab.detect, rgb)]
+                faces = await infer(live_faces, rgb)
                 result = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "faces": faces,
                           "gallery": gallery if want_identity else None}
                 if want_identity:

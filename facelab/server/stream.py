@@ -31,6 +31,7 @@ from .uploads import Upload, _sniff, check_and_decode
 
 IDENTIFY_INTERVAL_S = 0.5
 ATTRIBUTE_INTERVAL_S = 1.0
+BACKGROUND_DUTY = 3.0
 log = logging.getLogger("facelab.server")
 
 # A background job turns a frame into (face records carrying the job's key, an error record or None).
@@ -47,6 +48,7 @@ class Background:
         self.ran = False
         self.task: asyncio.Task | None = None
         self.started_at = float("-inf")
+        self.duration_s = 0.0
 
     def reset(self) -> None:
         self.cancel()
@@ -54,13 +56,17 @@ class Background:
 
     async def update(self, job: Job, rgb) -> None:
         """Start a run if one is due; the first time, wait for it."""
-        if (self.task is None or self.task.done()) and time.monotonic() - self.started_at >= self.interval_s:
+        # Wait at least the interval, and 3x the last run's duration: on a busy CPU the slow analyses take at
+        # most about a third of a core, and the live boxes keep the rest.
+        gap = max(self.interval_s, BACKGROUND_DUTY * self.duration_s)
+        if (self.task is None or self.task.done()) and time.monotonic() - self.started_at >= gap:
             self.started_at = time.monotonic()
             self.task = asyncio.create_task(self._run(job, rgb))
         if not self.ran and self.task is not None:
             await asyncio.shield(self.task)
 
     async def _run(self, job: Job, rgb) -> None:
+        started = time.monotonic()
         try:
             self.faces, self.error = await job(rgb)
         except FacelabError as err:
@@ -68,6 +74,7 @@ class Background:
         except Exception:  # a background task has nobody to raise to: log it, tell the page in one line
             log.exception("%s failed", self.name)
             self.faces, self.error = [], {"code": "internal_error", "message": f"{self.name} failed"}
+        self.duration_s = time.monotonic() - started
         self.ran = True
 
     def cancel(self) -> None:

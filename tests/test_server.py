@@ -234,6 +234,18 @@ def test_upload_size_limit(tmp_path, jpg):
         assert r.status_code == 413 and "request body" in r.json()["error"]["message"]
 
 
+def test_streamed_body_without_length_is_cut_off(tmp_path):
+    def chunks():  # no Content-Length: the limit is enforced while reading
+        yield b"--x\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n"
+        yield b"Content-Type: image/jpeg\r\n\r\n"
+        for _ in range(20):
+            yield b"\xff" * 10_000
+
+    with make_client(tmp_path, max_upload_bytes=20_000) as c:
+        r = c.post("/v1/detect", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"})
+        assert r.status_code == 413 and error_code(r) == "too_large"
+
+
 def test_pixel_limit_is_checked_before_decoding(tmp_path):
     big = io.BytesIO()
     Image.new("L", (3000, 3000)).save(big, "PNG")  # 9 MP that compress to a few KB: a small decompression bomb

@@ -64,9 +64,10 @@ function attributeText(name, a) {
 function identityText(face) {
   const id = face.identity;
   if (!id) return null;
-  if (id.best && id.best.person) return id.best.person + " " + id.best.similarity.toFixed(2);
+  const sim = (m) => (m && typeof m.similarity === "number" ? " " + m.similarity.toFixed(2) : "");
+  if (id.best && id.best.person) return id.best.person + sim(id.best);
   const near = id.matches && id.matches[0];
-  return "unknown" + (near && typeof near.similarity === "number" ? " " + near.similarity.toFixed(2) : "");
+  return "unknown" + sim(near);
 }
 
 function emoticonImg(svg) {
@@ -209,7 +210,7 @@ async function startCam() {
       cam.answers.push(now);
       while (cam.answers.length && now - cam.answers[0] > 2000) cam.answers.shift();
       const fps = cam.answers.length / 2;
-      drawBoxes($("#cam-stage"), msg.faces.map((f) => ({ ...f, identity: f.identity })), msg.width, msg.height);
+      drawBoxes($("#cam-stage"), msg.faces, msg.width, msg.height);
       labelCamFaces(msg.faces);
       $("#cam-stats").textContent = `${fps.toFixed(1)} fps · ${msg.ms} ms/frame · ${msg.faces.length} face(s)`;
       $("#cam-stage").dataset.frames = String(state.frames);

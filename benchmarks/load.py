@@ -38,11 +38,12 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--threads", type=int, default=None, help="server inference threads (default: CPU count)")
+    ap.add_argument("--attributes", default=None, help="analyze only these, e.g. age,gender (default: all)")
     ap.add_argument("--out", default=str(RESULTS / "load.json"))
     args = ap.parse_args()
 
     jpg = photo_jpeg()
-    path = f"/v1/{args.endpoint}"
+    path = f"/v1/{args.endpoint}" + (f"?attributes={args.attributes}" if args.attributes else "")
     files = ({"image_a": ("a.jpg", jpg, "image/jpeg"), "image_b": ("b.jpg", jpg, "image/jpeg")}
              if args.endpoint == "verify" else {"image": ("a.jpg", jpg, "image/jpeg")})
     latencies: list[float] = []
@@ -90,7 +91,8 @@ def main() -> None:
                        "mean": round(statistics.fmean(ms), 1) if ms else None},
         "machine": {**load_before, "load_average_1min_after": machine()["load_average_1min"]},
         "server": "facelab serve (1 uvicorn process, inference threads = " + str(args.threads or load_before["cpus"]) + ")",
-        "command": f"benchmarks/load.py --endpoint {args.endpoint} --clients {args.clients} --seconds {args.seconds:g}",
+        "command": f"benchmarks/load.py --endpoint {args.endpoint} --clients {args.clients} --seconds {args.seconds:g}"
+                   + (f" --attributes {args.attributes}" if args.attributes else ""),
     }
     print(json.dumps(result, indent=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,7 @@ def main() -> None:
             ws.send(json.dumps(config))
             ws.send(clip[0])
             json.loads(ws.recv())  # warm-up: models load on first use
-            rtts, server_ms, faces, errors = [], [], [], 0
+            rtts, server_ms, faces, errors, named, described = [], [], [], 0, 0, 0
             started = time.perf_counter()
             i = 0
             while time.perf_counter() - started < args.seconds:
@@ -72,6 +72,8 @@ def main() -> None:
                     continue
                 server_ms.append(msg["ms"])
                 faces.append(len(msg["faces"]))
+                named += any(((f.get("identity") or {}).get("best") or {}).get("person") for f in msg["faces"])
+                described += any(f.get("attributes") for f in msg["faces"])
             elapsed = time.perf_counter() - started
     rtts.sort()
     result = {
@@ -79,7 +81,8 @@ def main() -> None:
         "frame": "640x480 JPEG q80, one face", "config": config,
         "round_trip_ms": {"p50": round(rtts[len(rtts) // 2], 1), "p95": round(rtts[int(0.95 * (len(rtts) - 1))], 1)},
         "server_ms_median": round(float(np.median(server_ms)), 1) if server_ms else None,
-        "frames_with_one_face": sum(1 for f in faces if f == 1), "machine": machine(),
+        "frames_with_one_face": sum(1 for f in faces if f == 1), "frames_with_a_name": named,
+        "frames_with_attributes": described, "machine": machine(),
         "command": "benchmarks/webcam.py --seconds %g%s" % (args.seconds, " --no-attributes" if args.no_attributes else ""),
     }
     print(json.dumps(result, indent=2))

@@ -234,6 +234,18 @@ def test_upload_size_limit(tmp_path, jpg):
         assert r.status_code == 413 and "request body" in r.json()["error"]["message"]
 
 
+def test_streamed_body_without_length_is_cut_off(tmp_path):
+    def chunks():  # no Content-Length: the limit is enforced while reading
+        yield b"--x\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n"
+        yield b"Content-Type: image/jpeg\r\n\r\n"
+        for _ in range(20):
+            yield b"\xff" * 10_000
+
+    with make_client(tmp_path, max_upload_bytes=20_000) as c:
+        r = c.post("/v1/detect", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"})
+        assert r.status_code == 413 and error_code(r) == "too_large"
+
+
 def test_pixel_limit_is_checked_before_decoding(tmp_path):
     big = io.BytesIO()
     Image.new("L", (3000, 3000)).save(big, "PNG")  # 9 MP that compress to a few KB: a small decompression bomb
@@ -341,6 +353,18 @@ def test_cli_create_key(tmp_path):
     assert key.startswith("flk_") and records[0]["name"] == "ci" and key not in json.dumps(records)
 
 
+def test_cli_serve_refuses_a_busy_port(tmp_path):
+    import socket
+
+    from .conftest import run_cli
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        out = run_cli("serve", "--port", busy.getsockname()[1], "--data", tmp_path / "d")
+    assert out.returncode == 2 and "cannot listen on 127.0.0.1" in out.stderr and "Traceback" not in out.stderr
+
+
 # ---- webcam stream ------------------------------------------------------------------------------------------
 def test_stream_answers_each_frame_with_faces(client, jpg):
     with client.websocket_connect("/v1/stream") as ws:
@@ -416,7 +440,7 @@ class StandInGallery:
         from facelab.errors import StoreError
 
         if photo_id not in self.photos:
-            raise StoreError(f"no photo {photo_id}")
+            raise StoreError(f"{self.location}: no photo with id {photo_id}")  # as the real store words it
         del self.photos[photo_id]
 
     def people(self):
@@ -441,7 +465,8 @@ class StandInGallery:
         self.photos = {i: p for i, p in self.photos.items() if p["person"] != name}
 
     def stats(self):
-        return {"people": len({p["person"] for p in self.photos.values()}), "photos": len(self.photos)}
+        return {"gallery": self.location, "people": len({p["person"] for p in self.photos.values()}),
+                "photos": len(self.photos)}
 
     def close(self):
         self.closed = True
@@ -500,7 +525,7 @@ def test_gallery_crud_round_trip(client, key, jpg, coffee_jpg, stand_ins, tmp_pa
     assert r.status_code == 422 and error_code(r) == "no_face"
     people = client.get("/v1/galleries/default/people").json()["people"]
     assert [p["name"] for p in people] == ["Eileen Collins"] and people[0]["photos"][0]["source"] == "webcam"
-    assert client.get("/v1/galleries/default").json()["stats"] == {"people": 1, "photos": 1}
+    assert client.get("/v1/galleries/default").json()["stats"] == {"gallery": "default", "people": 1, "photos": 1}
     assert client.get("/v1/galleries/default/people/Eileen Collins").status_code == 200
     assert error_code(client.get("/v1/galleries/default/people/Ghost")) == "not_found"
 
@@ -509,6 +534,9 @@ def test_gallery_crud_round_trip(client, key, jpg, coffee_jpg, stand_ins, tmp_pa
     r = client.post("/v1/galleries/default/people/Ghost/merge", json={"into": "Eileen"}, headers=auth)
     assert r.status_code == 404
 
+    r = client.delete("/v1/galleries/default/photos/999", headers=auth)
+    assert r.status_code == 404 and error_code(r) == "not_found"
+    assert str(tmp_path) not in r.text and "gallery 'default'" in r.text  # the server's paths stay private
     r = client.delete(f"/v1/galleries/default/photos/{photo_id}", headers=auth)
     assert r.status_code == 200 and client.get("/v1/galleries/default/people").json()["people"] == []
     client.post("/v1/galleries/default/people/Eileen/photos", files=upload(jpg), headers=auth)
@@ -579,9 +607,67 @@ def test_stream_reuses_attributes_between_analyses(client, jpg, stand_ins, monke
     assert all(a["faces"][0]["attributes"]["gender"]["value"] == "female" for a in answers)
 
 
-def test_analyze_and_emoticon_routes(client, jpg, stand_ins):
+def test_stream_searches_the_gallery_in_the_background(client, key, jpg, stand_ins, monkeypatch):
+    from facelab.server import stream
+
+    client.post("/v1/galleries/default/people/Eileen/photos", files=upload(jpg),
+                headers={"Authorization": f"Bearer {key}"})
+    calls = []
+    monkeypatch.setattr(facelab, "identify", lambda *a, **kw: calls.append(1) or stand_in_identify(*a, **kw))
+    monkeypatch.setattr(stream, "IDENTIFY_INTERVAL_S", 1e9)  # search once, then carry the name
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"gallery": "default", "identify": True, "attributes": False}))
+        names = []
+        for _ in range(3):
+            ws.send_bytes(jpg)
+            names.append(ws.receive_json()["faces"][0]["identity"]["best"]["person"])
+    assert names == ["Eileen"] * 3 and len(calls) == 1
+
+
+def test_recognize_survives_a_failing_attribute_model(client, jpg, stand_ins, monkeypatch):
+    from facelab.errors import ModelError
+
+    def broken(image, attributes=None):
+        raise ModelError("unknown model 'x_head'")
+
+    monkeypatch.setattr(facelab, "analyze", broken)
+    body = client.post("/v1/recognize?identify=false", files=upload(jpg)).json()
+    assert len(body["faces"]) == 1 and body["used"]["attributes"] is False
+    assert body["attributes_error"]["code"] == "model_unavailable"
+    assert client.post("/v1/analyze", files=upload(jpg)).status_code == 503  # the direct route says so
+
+
+def test_recognize_keeps_the_attributes_whose_models_work(client, jpg, stand_ins, monkeypatch):
+    from facelab.errors import ModelError
+
+    calls = []
+
+    def partly_broken(image, attributes=None):
+        calls.append(attributes)
+        if attributes is None or "eyewear" in attributes:
+            raise ModelError("unknown model 'eyewear_head'")
+        faces = stand_in_analyze(image)
+        for f in faces:
+            f.attributes = {k: v for k, v in f.attributes.items() if k in attributes}
+        return faces
+
+    monkeypatch.setattr(facelab, "analyze", partly_broken)
+    monkeypatch.setattr(facelab, "attributes_available", lambda: ["age", "gender", "eyewear"], raising=False)
+    for _ in range(2):
+        body = client.post("/v1/recognize?identify=false", files=upload(jpg)).json()
+        assert set(body["faces"][0]["attributes"]) == {"age", "gender"} and body["used"]["attributes"] is True
+        assert body["attributes_error"]["message"] == "not available: eyewear"
+    assert calls[-1] == ["age", "gender"] and calls.count(None) == 1  # learnt once, then only what works
+
+
+def test_analyze_and_emoticon_routes(client, jpg, stand_ins, monkeypatch):
     r = client.post("/v1/analyze", files=upload(jpg))
     assert r.status_code == 200 and r.json()["faces"][0]["attributes"]["age"]["value"] == 40.0
+    asked = []
+    monkeypatch.setattr(facelab, "analyze", lambda image, attributes=None: asked.append(attributes) or [])
+    assert client.post("/v1/analyze?attributes=age,gender", files=upload(jpg)).status_code == 200
+    assert asked == [["age", "gender"]]
+    assert client.post("/v1/analyze?attributes=../x", files=upload(jpg)).status_code == 422
     r = client.post("/v1/emoticon", files=upload(jpg))
     assert r.status_code == 200 and r.json()["emoticons"] == ["<svg/>"]
 

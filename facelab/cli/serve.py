@@ -55,6 +55,7 @@ def serve(host, port, gallery, data_dir, require_key, max_upload_mb, max_megapix
     from ..server import create_app
     from ..server.auth import KeyStore
 
+    _check_port_free(host, port)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     page = url
     if not KeyStore(settings.keys_file).has_keys():
@@ -62,8 +63,25 @@ def serve(host, port, gallery, data_dir, require_key, max_upload_mb, max_megapix
         page = f"{url}#key={key}"
         click.echo(f"created an API key for gallery changes (shown once, stored hashed in {settings.keys_file}):")
         click.echo(f"  {key}")
-    click.echo(f"facelab is serving {settings.gallery} on {url}  (API docs: {url}docs)")
+    import re
+
+    shown = re.sub(r"//([^:/@]+):[^/]*@", r"//\1:***@", str(settings.gallery))  # no password on screen
+    click.echo(f"facelab is serving {shown} on {url}  (API docs: {url}docs)")
     click.echo(f"open: {page}")
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: listening on {host}: other machines can reach this server", err=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Say so in one line before printing a URL that would not work."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise click.UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                                   f"check --host and --port") from None

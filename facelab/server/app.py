@@ -146,11 +146,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/v1/analyze", response_model=schemas.DetectResponse, dependencies=read, responses=ERRORS,
               openapi_extra=image_body("image"), tags=["faces"])
-    async def analyze(request: Request):
+    async def analyze(request: Request, attributes: Optional[str] = Query(
+            None, pattern=r"^[a-z_]+(,[a-z_]+)*$", max_length=200,
+            description="comma-separated subset, e.g. age,gender (default: all; see /v1/health)")):
         """Every face with its attributes (age, gender, expression, eyewear, mask, skin tone, emoticon)."""
         analyze_fn = features.api("analyze")
         (rgb,) = await images(request, "image")
-        faces = await infer(analyze_fn, rgb)
+        faces = await infer(analyze_fn, rgb, attributes.split(",") if attributes else None)
         return {"width": rgb.shape[1], "height": rgb.shape[0], "faces": [features.plain(f.to_dict()) for f in faces]}
 
     @app.post("/v1/emoticon", response_model=schemas.EmoticonResponse, dependencies=read, responses=ERRORS,
@@ -204,8 +206,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         features.api("galleries")
         out = []
         for name in galleries.names():
-            stats = await galleries.run(name, lambda g: features.plain(g.stats()), create=name == DEFAULT)
-            out.append({"name": name, "stats": stats})
+            try:
+                stats = await galleries.run(name, lambda g: features.plain(g.stats()), create=name == DEFAULT)
+                out.append({"name": name, "stats": stats})
+            except facelab.FacelabError as err:  # one unreadable gallery must not hide the others
+                out.append({"name": name, "stats": None, "error": {"code": err.code, "message": str(err)}})
         return {"galleries": out}
 
     @app.post("/v1/galleries", response_model=schemas.GalleryOut, status_code=201, dependencies=write,

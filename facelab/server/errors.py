@@ -6,6 +6,7 @@ process: unexpected exceptions are logged and answered with a generic 500.
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -51,8 +52,19 @@ def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
 
+# A store error that says something does not exist is a 404, whatever class the store raised it with.
+MISSING = re.compile(r"\b(no (photo|person|such|one named)|not found|does not exist|unknown (photo|person))\b", re.I)
+
+
+def status_and_code(err: FacelabError) -> tuple[int, str]:
+    code = getattr(err, "code", "error")
+    if code == "store_error" and MISSING.search(str(err)):
+        return 404, "not_found"
+    return FACELAB_STATUS.get(code, 400), code
+
+
 def status_for(err: FacelabError) -> int:
-    return FACELAB_STATUS.get(getattr(err, "code", "error"), 400)
+    return status_and_code(err)[0]
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -63,7 +75,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(FacelabError)
     async def _facelab_error(request: Request, err: FacelabError):
-        return JSONResponse(error_body(err.code, _one_line(str(err))), status_code=status_for(err))
+        status, code = status_and_code(err)
+        return JSONResponse(error_body(code, _one_line(str(err))), status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, err: RequestValidationError):

@@ -13,12 +13,32 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
+from ..errors import FacelabError
 from .errors import ApiError
 from .features import api
 from .settings import Settings
 
 DEFAULT = "default"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def hide_location(value: Any, location: str, name: str) -> Any:
+    """Replace the gallery's path or URL (e.g. in stats) by its name, anywhere in a JSON-ready result."""
+    if isinstance(value, str):
+        for form in _forms(location):
+            value = value.replace(form, name)
+        return value
+    if isinstance(value, dict):
+        return {k: hide_location(v, location, name) for k, v in value.items()}
+    if isinstance(value, list):
+        return [hide_location(v, location, name) for v in value]
+    return value
+
+
+def _forms(location: str) -> list[str]:
+    if "://" in location:
+        return [location]
+    return sorted({location, str(Path(location).resolve()), str(Path(location).absolute())}, key=len, reverse=True)
 
 
 class _Slot:
@@ -66,13 +86,18 @@ class Galleries:
             slot = self._slots.get(name) or self._slots.setdefault(name, _Slot(name))
 
         def in_thread():
-            if slot.gallery is None:
-                if name != DEFAULT:
-                    self.settings.galleries_dir.mkdir(parents=True, exist_ok=True)
-                elif "://" not in location:
-                    Path(location).parent.mkdir(parents=True, exist_ok=True)
-                slot.gallery = open_gallery(location, model=self.settings.model)
-            return job(slot.gallery)
+            try:
+                if slot.gallery is None:
+                    if name != DEFAULT:
+                        self.settings.galleries_dir.mkdir(parents=True, exist_ok=True)
+                    elif "://" not in location:
+                        Path(location).parent.mkdir(parents=True, exist_ok=True)
+                    slot.gallery = open_gallery(location, model=self.settings.model)
+                return hide_location(job(slot.gallery), location, name)
+            except FacelabError as err:
+                # Clients know galleries by name; where the file or database lives stays on the server.
+                err.args = (hide_location(str(err), location, f"gallery {name!r}"),)
+                raise
 
         return await asyncio.wrap_future(slot.executor.submit(in_thread))
 

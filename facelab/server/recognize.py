@@ -3,6 +3,7 @@ searched). Used by POST /v1/recognize (the page's upload view) and the webcam st
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -25,6 +26,10 @@ def iou(a: dict, b: dict) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def without_face(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != "face"}  # the face is already the enclosing record
+
+
 def attach_identities(faces: list[dict], identities: list[dict]) -> None:
     """identify() detects again on its own; pair its records with our faces by box overlap."""
     for record in identities:
@@ -33,7 +38,47 @@ def attach_identities(faces: list[dict], identities: list[dict]) -> None:
             continue
         best = max(faces, key=lambda f: iou(f["box"], box))
         if iou(best["box"], box) > 0.5:
-            best["identity"] = record
+            best["identity"] = without_face(record)
+
+
+# analyze function -> the attribute names that work with it, learnt when the full set failed once (e.g. one
+# attribute's model is missing): the page then still shows the others instead of none.
+_usable: dict[Any, tuple[list[str], dict]] = {}
+_usable_lock = threading.Lock()
+
+
+def find_faces(rgb: np.ndarray, with_attributes: bool):
+    """Faces with attributes when asked and possible; if attribute models fail, what works and a note why."""
+    if not with_attributes:
+        return facelab.detect(rgb), None
+    analyze = features.api("analyze")
+    if analyze not in _usable:
+        try:
+            return analyze(rgb), None
+        except FacelabError as err:
+            if not facelab.detect(rgb):
+                return [], {"code": err.code, "message": str(err)}  # no face to learn which models work
+            with _usable_lock:
+                if analyze not in _usable:
+                    works = [n for n in features.attribute_names() if _works(analyze, rgb, n)]
+                    _usable[analyze] = works, {"code": err.code, "message": str(err)}
+    usable, first_error = _usable[analyze]
+    missing = [n for n in features.attribute_names() if n not in usable]
+    note = {"code": "model_unavailable", "message": f"not available: {', '.join(missing)}"} if missing else first_error
+    if not usable:
+        return facelab.detect(rgb), first_error
+    try:
+        return analyze(rgb, usable), note
+    except FacelabError as err:
+        return facelab.detect(rgb), {"code": err.code, "message": str(err)}
+
+
+def _works(analyze, rgb: np.ndarray, name: str) -> bool:
+    try:
+        analyze(rgb, [name])
+        return True
+    except FacelabError:
+        return False
 
 
 async def recognize(rgb: np.ndarray, *, infer, galleries: Galleries, gallery: str | None,
@@ -42,6 +87,8 @@ async def recognize(rgb: np.ndarray, *, infer, galleries: Galleries, gallery: st
     use_attributes = attributes and features.has("analyze")
     use_identify = bool(identify and gallery and features.has("identify") and features.has("galleries")
                         and galleries.exists(gallery))
+    errors: dict[str, Any] = {}
+    identities: Any = []
     if use_identify:
         identify_fn = features.api("identify")
         id_job = galleries.run(gallery, lambda g: features.plain(identify_fn(rgb, gallery=g, top_k=top_k)))
@@ -56,32 +103,33 @@ async def recognize(rgb: np.ndarray, *, infer, galleries: Galleries, gallery: st
             faces = []
             for record in identities:
                 face = dict(record.get("face") or {})
-                face["identity"] = record
+                face["identity"] = without_face(record)
                 faces.append(face)
-            return _finish(rgb, gallery, faces, {"attributes": False, "identify": True}, started)
-        found = await infer(facelab.detect, rgb)
+            return _finish(rgb, gallery, faces, {"attributes": False, "identify": True}, started, errors)
+        found = await infer(find_faces, rgb, False)
     elif use_identify:
-        found, identities = await asyncio.gather(infer(features.api("analyze"), rgb), id_job,
-                                                 return_exceptions=True)
+        found, identities = await asyncio.gather(infer(find_faces, rgb, True), id_job, return_exceptions=True)
     else:
-        find_faces = features.api("analyze") if use_attributes else facelab.detect
-        found, identities = await infer(find_faces, rgb), []
+        found = await infer(find_faces, rgb, use_attributes)
     if isinstance(found, BaseException):
         raise found
+    found, attributes_error = found
+    if attributes_error:
+        # A broken attribute model must not hide the faces or the other attributes: say which are missing.
+        errors["attributes_error"] = attributes_error
+        use_attributes = any(f.attributes for f in found)
     faces = [features.plain(f.to_dict()) for f in found]
     if isinstance(identities, FacelabError):
-        # An empty or unreadable gallery must not hide the faces: report it beside them.
-        error = {"code": identities.code, "message": str(identities)}
-        out = _finish(rgb, None, faces, {"attributes": use_attributes, "identify": False}, started)
-        out["identify_error"] = error
-        return out
-    if isinstance(identities, BaseException):
+        errors["identify_error"] = {"code": identities.code, "message": str(identities)}
+        use_identify = False
+    elif isinstance(identities, BaseException):
         raise identities
-    attach_identities(faces, identities)
+    else:
+        attach_identities(faces, identities)
     return _finish(rgb, gallery if use_identify else None, faces,
-                   {"attributes": use_attributes, "identify": use_identify}, started)
+                   {"attributes": use_attributes, "identify": use_identify}, started, errors)
 
 
-def _finish(rgb, gallery, faces, used, started) -> dict[str, Any]:
+def _finish(rgb, gallery, faces, used, started, errors) -> dict[str, Any]:
     return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "gallery": gallery, "faces": faces,
-            "used": used, "ms": round((time.perf_counter() - started) * 1000, 1)}
+            "used": used, "ms": round((time.perf_counter() - started) * 1000, 1), **errors}

@@ -118,9 +118,15 @@ class EmoticonResponse(BaseModel):
     emoticons: list[str] = Field(description="One SVG document per face, left to right")
 
 
+class Identity(Open):
+    best: Optional[Match] = None
+    matches: list[Match] = []
+    threshold: Optional[float] = None
+
+
 class RecognizedFace(FaceOut):
-    identity: Optional[IdentifiedFace] = Field(None, description="identify's record for this face, when a "
-                                                                 "gallery was searched")
+    identity: Optional[Identity] = Field(None, description="identify's record for this face (best match or None "
+                                                           "= unknown), when a gallery was searched")
 
 
 class RecognizeResponse(BaseModel):
@@ -130,6 +136,7 @@ class RecognizeResponse(BaseModel):
     faces: list[RecognizedFace]
     used: dict[str, bool] = Field(description="Which steps ran (attributes, identify)")
     identify_error: Optional[ErrorDetail] = Field(None, description="Why the gallery search failed, if it did")
+    attributes_error: Optional[ErrorDetail] = Field(None, description="Why attributes are missing, if they are")
     ms: float = Field(description="Server processing time, milliseconds")
 
 

@@ -64,9 +64,10 @@ function attributeText(name, a) {
 function identityText(face) {
   const id = face.identity;
   if (!id) return null;
-  if (id.best && id.best.person) return id.best.person + " " + id.best.similarity.toFixed(2);
+  const sim = (m) => (m && typeof m.similarity === "number" ? " " + m.similarity.toFixed(2) : "");
+  if (id.best && id.best.person) return id.best.person + sim(id.best);
   const near = id.matches && id.matches[0];
-  return "unknown" + (near && typeof near.similarity === "number" ? " " + near.similarity.toFixed(2) : "");
+  return "unknown" + sim(near);
 }
 
 function emoticonImg(svg) {
@@ -138,12 +139,15 @@ async function analysePhoto(file) {
     const res = await api("/v1/recognize?" + q, { method: "POST", body: imageForm({ image: file }) });
     let svgs = [];
     const hasSvg = res.faces.some((f) => f.attributes && f.attributes.emoticon);
-    if (state.features.emoticon && !hasSvg && res.faces.length) {
-      svgs = (await api("/v1/emoticon", { method: "POST", body: imageForm({ image: file }) })).emoticons;
+    if (state.features.emoticon && !hasSvg && res.faces.length && !res.attributes_error) {
+      try {
+        svgs = (await api("/v1/emoticon", { method: "POST", body: imageForm({ image: file }) })).emoticons;
+      } catch (err) { svgs = []; }  // emoticons are extra: the faces are still shown
     }
     drawBoxes($("#photo-stage"), res.faces, res.width, res.height);
     $("#photo-faces").replaceChildren(...res.faces.map((f, i) => faceCard(f, i, svgs[i])));
-    const extra = res.identify_error ? " (gallery: " + res.identify_error.message + ")" : "";
+    let extra = res.identify_error ? " (gallery: " + res.identify_error.message + ")" : "";
+    if (res.attributes_error) extra += " (attributes: " + res.attributes_error.message + ")";
     status(`${res.faces.length} face${res.faces.length === 1 ? "" : "s"} found in ${res.ms} ms${extra}`);
     $("#photo-stage").dataset.faces = String(res.faces.length);
   } catch (err) {
@@ -206,7 +210,7 @@ async function startCam() {
       cam.answers.push(now);
       while (cam.answers.length && now - cam.answers[0] > 2000) cam.answers.shift();
       const fps = cam.answers.length / 2;
-      drawBoxes($("#cam-stage"), msg.faces.map((f) => ({ ...f, identity: f.identity })), msg.width, msg.height);
+      drawBoxes($("#cam-stage"), msg.faces, msg.width, msg.height);
       labelCamFaces(msg.faces);
       $("#cam-stats").textContent = `${fps.toFixed(1)} fps · ${msg.ms} ms/frame · ${msg.faces.length} face(s)`;
       $("#cam-stage").dataset.frames = String(state.frames);
@@ -322,7 +326,8 @@ function personItem(p) {
   const photos = Array.isArray(p.photos) ? p.photos : null;
   const count = photos ? photos.length : p.photos;
   const item = el("li", { class: "person", "data-name": p.name }, el("strong", {}, p.name),
-    el("span", { class: "muted" }, ` ${count ?? "?"} photo${count === 1 ? "" : "s"} `),
+    el("span", { class: "muted" }, ` ${count ?? "?"} photo${count === 1 ? "" : "s"}` +
+      (Array.isArray(p.sources) && p.sources.length ? ` (${p.sources.join(", ")}) ` : " ")),
     el("button", { class: "danger", onclick: () => deletePerson(p.name) }, "Delete"));
   if (photos) {
     item.append(el("ul", { class: "photos" }, ...photos.map((ph) => {

@@ -1,14 +1,15 @@
-"""Fit the fused embedder's parameters (facelab/models/fusion.json) on data disjoint from LFW View 2's pairs.
+"""Fit the fused embedder's parameters (facelab/models/fusion.json).
 
-    .venv/bin/python benchmarks/fit_fusion.py [--utk N]
+    .venv/bin/python benchmarks/fit_fusion.py [--utk N] [--pairs view1|view2]
 
 - dlib_mean: the mean unit dlib descriptor of N UTKFace faces (../shared/data/utkface, a different data set),
   detected by facelab's YuNet like every other face. Centring on it spreads dlib's narrow cone of vectors.
-- sface_weight: the weight w of SFace's cosine (dlib gets 1 - w) with the best accuracy on LFW View 1
-  (pairsDevTrain + pairsDevTest: the pairs LFW sets aside for development; only those whose two images are in
-  this copy), threshold chosen on the same pairs. View 2's test pairs are not used.
-Uses the cached embeddings of benchmarks/lfw_cache.py (run benchmarks/lfw_verify.py first, or this script
-computes what it needs).
+- sface_weight: the weight w of SFace's cosine (dlib gets 1 - w) with the best accuracy on labelled pairs:
+  LFW View 1 (pairsDevTrain + pairsDevTest, LFW's development pairs; those whose two images are in this copy
+  and have cached dlib vectors), or with --pairs view2 the View 2 pairs that have dlib vectors. The View 2
+  accuracy in benchmarks/results/lfw_verify.json never uses this w: it picks w inside each split's 9 training
+  folds (nested cross-validation, `nested_cv_weight`).
+Uses the embeddings cached by benchmarks/lfw_verify.py (out/lfw_cache/).
 """
 from __future__ import annotations
 
@@ -86,7 +87,9 @@ def main() -> None:
     from facelab.embedders import FUSION_FILE, _unit
 
     mean, n_utk = utk_dlib_mean(args.utk)
-    sf = dict(np.load(ROOT / "out" / "lfw_cache" / "sface_pipeline.npz"))
+    from lfw_verify import cached_sface
+
+    _, sf = cached_sface()
     dl = dict(np.load(ROOT / "out" / "lfw_cache" / "dlib.npz"))
     idx_s = {n: i for i, n in enumerate(sf["names"])}
     idx_d = {n: i for i, n in enumerate(dl["names"])}

@@ -54,6 +54,51 @@ def sface_vectors(names: list[str], det: dict, detector) -> tuple[dict, np.ndarr
     return sf, refined
 
 
+def roll_refinement_ablation(names, det, pairs, tolerances=(4, 6, 8, 10)) -> dict:
+    """SFace accuracy with YuNet's landmarks replaced by the de-rotated re-detection never, or when dlib's and
+    YuNet's eye lines differ by >= t degrees (the detector's rule at other tolerances)."""
+    from facelab.embedders import flip_average
+    from facelab.evaluation.lfw import evaluate_scores
+
+    found = det["found"].astype(bool)
+    raw, ref = fill_missing(det["lm_raw"], found), fill_missing(det["lm_ref"], found)
+    sf = sface_stage(names, dict(zip(names, raw)), "sface_raw")
+    gap = np.abs(np.nan_to_num(det["dlib_roll"] - det["yunet_roll"]))
+    moved = [n for n, g in zip(names, gap) if g >= min(tolerances)]
+    re = sface_stage(moved, dict(zip(names, ref)), "sface_ref", bgr=False)
+    index = {n: i for i, n in enumerate(names)}
+    a = np.array([index[p.a] for p in pairs])
+    b = np.array([index[p.b] for p in pairs])
+    out = {}
+    for t in (None, *tolerances):
+        plain, mirror = sf["rgb"].copy(), sf["rgb_mirror"].copy()
+        if t is not None:
+            for j, n in enumerate(moved):
+                if gap[index[n]] >= t:
+                    plain[index[n]], mirror[index[n]] = re["rgb"][j], re["rgb_mirror"][j]
+        row = {"refined_images": int(0 if t is None else (gap >= t).sum())}
+        for label, v in (("sface", plain), ("sface+flip", flip_average(plain, mirror))):
+            r = evaluate_scores(pairs, np.einsum("ij,ij->i", v[a], v[b]))
+            row[label] = {"mean_accuracy": round(r["mean_accuracy"], 5), "std_accuracy": round(r["std_accuracy"], 5),
+                          "auc": round(r["auc"], 5), "tar_at_far_1e-3": r["tar_at_far_1e-3"]}
+        out["never" if t is None else f">= {t} degrees"] = row
+    return out
+
+
+def all_image_names(pairs) -> list[str]:
+    """View 2's images of these pairs and View 1's (for fitting the fusion weight), sorted."""
+    return sorted({p.a for p in pairs} | {p.b for p in pairs} | {n for a, b, _ in view1_pairs() for n in (a, b)})
+
+
+def cached_sface() -> tuple[list[str], dict]:
+    from facelab.evaluation.lfw import read_pairs
+    from facelab.pipeline import get_detector
+
+    names = all_image_names(read_pairs(LFW / "pairs.txt"))
+    sf, _ = sface_vectors(names, detect_stage(names), get_detector())
+    return names, sf
+
+
 def reference_names(pairs, folds: int) -> list[str]:
     seen: dict[str, None] = {}
     for p in pairs:
@@ -72,7 +117,7 @@ def main() -> None:
     ap.add_argument("--no-thresholds", action="store_true", help="do not write facelab/models/thresholds.json")
     args = ap.parse_args()
 
-    from facelab.embedders import FusedEmbedder, flip_average
+    from facelab.embedders import FUSION_FILE, FusedEmbedder, flip_average
     from facelab.evaluation.calibrate import write_thresholds
     from facelab.evaluation.lfw import evaluate_scores, plot_roc, read_pairs
     from facelab.pipeline import get_detector
@@ -80,8 +125,7 @@ def main() -> None:
     all_pairs = read_pairs(LFW / "pairs.txt")
     folds = args.folds or 10
     pairs = [p for p in all_pairs if p.fold < folds]
-    v1 = view1_pairs()
-    names = sorted({p.a for p in pairs} | {p.b for p in pairs} | {a for a, _, _ in v1} | {b for _, b, _ in v1})
+    names = all_image_names(pairs)
     index = {n: i for i, n in enumerate(names)}
     ia = np.array([index[p.a] for p in pairs])
     ib = np.array([index[p.b] for p in pairs])
@@ -97,7 +141,7 @@ def main() -> None:
     dl_folds = min(args.dlib_folds, folds)
     dl_pairs = [p for p in pairs if p.fold < dl_folds]
     dl_names = list(dict.fromkeys(n for p in dl_pairs for n in (p.a, p.b)))
-    dl = dlib_stage(dl_names, dict(zip(names, boxes)), "dlib")
+    dl = dlib_stage(dl_names, dict(zip(names, boxes)), "dlib") if dl_names else {"dlib": [], "t_embed": []}
     d_vec = np.full((len(names), 128), np.nan, np.float32)
     t_dl = np.full(len(names), np.nan)
     for j, n in enumerate(dl_names):
@@ -134,6 +178,8 @@ def main() -> None:
 
     results, scores_by_model = {}, {}
     for name, vec, t, subset in configs:
+        if not subset:
+            continue
         results[name], scores_by_model[name] = evaluate(name, vec, t, subset)
     results["sface/bgr"]["note"] = ("BGR feed on YuNet's own landmarks for every image (the roll refinement's "
                                     "re-embedding is RGB only); compare with 'sface (YuNet landmarks only)'")
@@ -161,13 +207,18 @@ def main() -> None:
         results["face_recognition"] = report
         scores_by_model["face_recognition"] = scores
 
+    ablation = roll_refinement_ablation(names, det, pairs)
+    print("roll refinement (SFace accuracy):", ", ".join(
+        f"{k}: {100 * v['sface']['mean_accuracy']:.2f} / flip {100 * v['sface+flip']['mean_accuracy']:.2f}"
+        for k, v in ablation.items()))
+
     # Fusion weight chosen by nested cross-validation inside View 2's training folds (a cross-check of the
     # View 1 fit in fusion.json).
     from fit_fusion import nested_cv_weight
     d_c = fused.centre(d_vec)
     a = np.array([index[p.a] for p in dl_pairs])
     b = np.array([index[p.b] for p in dl_pairs])
-    for name, s_vec in (("fused", s_rgb), ("fused+flip", s_flip)):
+    for name, s_vec in (("fused", s_rgb), ("fused+flip", s_flip)) if dl_pairs else ():
         ss = np.einsum("ij,ij->i", s_vec[a], s_vec[b])
         sd = np.einsum("ij,ij->i", d_c[a], d_c[b])
         results[name]["nested_cv_weight"] = nested_cv_weight(dl_pairs, ss, sd)
@@ -185,7 +236,7 @@ def main() -> None:
             tag = name.replace("/", "-").replace("+", "_")
             lab = labels[:len(scores_by_model[name])]
             plot_roc(scores_by_model[name], lab, PLOTS / f"roc_{tag}.png", r)
-    for name in ("fused", "fused+flip"):
+    for name in ("fused", "fused+flip") if dl_pairs else ():
         n = results[name]["nested_cv_weight"]
         print(f"{name}: weight chosen inside the 9 training folds: {100 * n['mean_accuracy']:.2f} % +- "
               f"{100 * n['std_accuracy']:.2f} (weights {sorted(set(n['weights']))})")
@@ -196,7 +247,9 @@ def main() -> None:
         "images_version": "deep-funneled 250x250",
         "detector": "YuNet 2023mar int8 (facelab pipeline: native size, dlib roll check)",
         "roll_refined_images": int(refined[np.unique(np.r_[ia, ib])].sum()),
-        "fusion": json.loads((ROOT / "facelab" / "models" / "fusion.json").read_text()).get("fitted"),
+        "roll_refinement_ablation": ablation,
+        "fusion": {"sface_weight": fused.weight, **(json.loads(FUSION_FILE.read_text()).get("fitted", {})
+                                                     if FUSION_FILE.exists() else {})},
         "command": "benchmarks/lfw_verify.py" + (f" --folds {folds}" if folds < 10 else ""),
         "results": {k: {kk: vv for kk, vv in v.items() if kk not in ("fold_thresholds",)} for k, v in results.items()},
     }

@@ -7,10 +7,11 @@ from pathlib import Path
 from ..verification import THRESHOLDS_FILE
 
 
-def write_thresholds(report: dict, path: Path = THRESHOLDS_FILE) -> dict:
+def write_thresholds(report: dict, path: Path = THRESHOLDS_FILE,
+                     source: str = "LFW View 2, all 6,000 pairs (deep-funneled)") -> dict:
     table = json.loads(path.read_text()) if path.exists() else {}
     table[report["model"]] = {
-        "source": "LFW View 2, all 6,000 pairs (deep-funneled)",
+        "source": source,
         "lfw_accuracy": round(report["mean_accuracy"], 5),
         "default": {"threshold": round(report["best_threshold"], 5),
                     "far": round(report["best_threshold_far"], 5),

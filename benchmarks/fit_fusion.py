@@ -1,0 +1,136 @@
+"""Fit the fused embedder's parameters (facelab/models/fusion.json).
+
+    .venv/bin/python benchmarks/fit_fusion.py [--utk N] [--pairs view1|view2]
+
+- dlib_mean: the mean unit dlib descriptor of N UTKFace faces (../shared/data/utkface, a different data set),
+  detected by facelab's YuNet like every other face. Centring on it spreads dlib's narrow cone of vectors.
+- sface_weight: the weight w of SFace's cosine (dlib gets 1 - w) with the best accuracy on labelled pairs:
+  LFW View 1 (pairsDevTrain + pairsDevTest, LFW's development pairs; those whose two images are in this copy
+  and have cached dlib vectors), or with --pairs view2 the View 2 pairs that have dlib vectors. The View 2
+  accuracy in benchmarks/results/lfw_verify.json never uses this w: it picks w inside each split's 9 training
+  folds (nested cross-validation, `nested_cv_weight`).
+Uses the embeddings cached by benchmarks/lfw_verify.py (out/lfw_cache/).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from lfw_cache import LFW, ROOT, dlib_stage, run_stage, view1_pairs
+
+UTK = ROOT.parent / "shared" / "data" / "utkface"
+WEIGHTS = np.round(np.arange(0.0, 1.0001, 0.02), 2)
+
+
+def utk_dlib_mean(n: int) -> tuple[np.ndarray, int]:
+    from facelab.images import load_image
+    from facelab.pipeline import FaceAnalysis, pick_main_face
+
+    files = sorted(str(p) for p in (UTK / "images").glob("*.jpg"))
+    files = files[:: max(1, len(files) // n)][:n]
+    analysis = FaceAnalysis()
+
+    def box(path: str) -> dict:
+        rgb = load_image(path)
+        faces = analysis.detect_rgb(rgb)
+        return {"found": bool(faces), "box": np.asarray(pick_main_face(faces, rgb.shape).box if faces
+                                                        else (np.nan,) * 4, dtype=np.float64)}
+
+    det = run_stage("utk_det", files, box)
+    kept = [f for f, ok in zip(files, det["found"]) if ok]
+    boxes = {f: b for f, b, ok in zip(files, det["box"], det["found"]) if ok}
+    vecs = dlib_stage(kept, boxes, tag="utk_dlib", root=None)["dlib"]
+    return vecs.mean(0), len(kept)
+
+
+def fit_weight(s_sface: np.ndarray, s_dlib: np.ndarray, labels: np.ndarray) -> tuple[float, list]:
+    from facelab.evaluation.lfw import best_threshold
+
+    curve = []
+    for w in WEIGHTS:
+        s = w * s_sface + (1 - w) * s_dlib
+        t = best_threshold(s, labels)
+        curve.append((float(w), float(((s >= t) == labels).mean())))
+    best = max(acc for _, acc in curve)
+    # Several weights tie on ~2,000 pairs: take the middle of the best plateau.
+    tied = [w for w, acc in curve if acc == best]
+    return float(tied[len(tied) // 2]), curve
+
+
+def nested_cv_weight(pairs, s_sface: np.ndarray, s_dlib: np.ndarray) -> dict:
+    """View 2 with the fusion weight chosen, like the threshold, on the 9 training folds of each split."""
+    from facelab.evaluation.lfw import best_threshold
+
+    labels = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    accs, chosen = [], []
+    for k in sorted(set(folds)):
+        tr, te = folds != k, folds == k
+        w, _ = fit_weight(s_sface[tr], s_dlib[tr], labels[tr])
+        s = w * s_sface + (1 - w) * s_dlib
+        t = best_threshold(s[tr], labels[tr])
+        accs.append(float(((s[te] >= t) == labels[te]).mean()))
+        chosen.append(w)
+    return {"mean_accuracy": float(np.mean(accs)), "std_accuracy": float(np.std(accs)),
+            "fold_accuracies": accs, "weights": chosen}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--utk", type=int, default=200, help="UTKFace images for the dlib mean")
+    ap.add_argument("--pairs", choices=["view1", "view2"], default="view1",
+                    help="pairs the weight is fitted on (view2: only where View 1's images lack dlib vectors)")
+    args = ap.parse_args()
+
+    from facelab.embedders import FUSION_FILE, _unit
+
+    mean, n_utk = utk_dlib_mean(args.utk)
+    from lfw_verify import cached_sface
+
+    _, sf = cached_sface()
+    dl = dict(np.load(ROOT / "out" / "lfw_cache" / "dlib.npz"))
+    idx_s = {n: i for i, n in enumerate(sf["names"])}
+    idx_d = {n: i for i, n in enumerate(dl["names"])}
+    if args.pairs == "view1":
+        pairs = [(a, b, same) for a, b, same in view1_pairs() if a in idx_d and b in idx_d]
+        source = (f"LFW View 1 ({len(pairs)} pairs of pairsDevTrain + pairsDevTest whose images are present "
+                  "and embedded); View 2 not used")
+    else:
+        from facelab.evaluation.lfw import read_pairs
+        v2 = [p for p in read_pairs(LFW / "pairs.txt") if p.a in idx_d and p.b in idx_d]
+        pairs = [(p.a, p.b, p.same) for p in v2]
+        source = (f"LFW View 2 pairs with dlib vectors ({len(pairs)} pairs, folds "
+                  f"{sorted({p.fold + 1 for p in v2})}): the pairs thresholds are calibrated on; the accuracy "
+                  "reported in benchmarks/results/lfw_verify.json chooses the weight inside each split's 9 "
+                  "training folds instead (nested_cv_weight)")
+    labels = np.array([s for _, _, s in pairs])
+
+    def cos(vecs, idx):
+        a = vecs[[idx[a] for a, _, _ in pairs]]
+        b = vecs[[idx[b] for _, b, _ in pairs]]
+        return np.einsum("ij,ij->i", a, b)
+
+    s_sface = cos(sf["rgb"], idx_s)
+    s_dlib = cos(_unit(dl["dlib"] - mean), idx_d)
+    w, curve = fit_weight(s_sface, s_dlib, labels)
+    params = {
+        "sface_weight": w,
+        "dlib_mean": [round(float(x), 6) for x in mean],
+        "fitted": {
+            "dlib_mean": f"mean unit dlib descriptor of {n_utk} UTKFace faces (../shared/data/utkface), "
+                         "YuNet boxes",
+            "sface_weight": f"best accuracy (threshold chosen on the same pairs) on {source}; grid step 0.02, "
+                            "middle of the best plateau",
+            "accuracy_at_weight": dict((f"{a:.2f}", round(b, 5)) for a, b in curve),
+            "command": f"benchmarks/fit_fusion.py --utk {args.utk} --pairs {args.pairs}",
+        },
+    }
+    FUSION_FILE.write_text(json.dumps(params, indent=1) + "\n")
+    print(f"sface_weight {w} (accuracy {dict(curve)[w]:.4f}; SFace alone {dict(curve)[1.0]:.4f}, "
+          f"dlib alone {dict(curve)[0.0]:.4f}); dlib mean from {n_utk} UTKFace faces; wrote {FUSION_FILE}")
+
+
+if __name__ == "__main__":
+    main()

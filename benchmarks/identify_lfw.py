@@ -1,0 +1,212 @@
+"""LFW identification (1:N, closed and open set) through facelab's gallery, on the 158 people with >= 10 images.
+
+Protocol 1: gallery = each person's first image, probes = all their other images (4,166).
+Protocol 2: gallery = each person's first 5 images (one gallery of up to 5 photos per person), probes = the rest.
+Every probe's embedding goes through a real facelab gallery (SQLite, `Gallery.rank`, the code behind
+`facelab.identify`), scored as max / mean template / both. Embeddings come from the cache written by
+benchmarks/lfw_embeddings.py (facelab's pipeline: YuNet, main face, alignment, embedder); `--images` instead
+runs `Gallery.identify` on the probe image files (detection + embedding + search, the full `facelab identify`).
+
+Open set: non-mated probes are the first image of 1,000 LFW people with < 10 images (never enrolled).
+DIR at FPIR 1 %: the share of mated probes identified at rank 1 with a score above the threshold that lets 1 %
+of the non-mated probes be named as someone. Also reported: FPIR and DIR at facelab's default threshold,
+operating_point(model, far=0.01) (calibrated on LFW View 2 pairs, 1:1).
+
+A probe whose image has no detected face counts as a miss (rank > 5). Images are LFW deep-funneled.
+
+The face_recognition package's approach, on the same split: its own HOG detection and encodings (raw dlib
+descriptors), nearest known encoding by Euclidean distance, "match" when distance <= tolerance 0.6.
+
+    .venv/bin/python benchmarks/identify_lfw.py            # -> benchmarks/results/identify_lfw.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from lfw_embeddings import FR_CACHE, IMPOSTOR_CACHE, image_path, load_cache  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "identify_lfw.json"
+
+
+def fused_vectors(cache: dict) -> np.ndarray:
+    """The "fused" embedder's vectors, rebuilt from the cached SFace and dlib parts with the current fusion
+    parameters (exactly FusedEmbedder.combine)."""
+    from facelab.embedders import FusedEmbedder
+
+    emb = FusedEmbedder.__new__(FusedEmbedder)  # parameters only; the two networks are not needed here
+    params = json.loads(Path(ROOT / "facelab/models/fusion.json").read_text()) \
+        if (ROOT / "facelab/models/fusion.json").exists() else {}
+    emb.weight = float(params.get("sface_weight", 0.5))
+    emb.dlib_mean = np.asarray(params.get("dlib_mean", np.zeros(128)), dtype=np.float32)
+    out = emb.combine(cache["sface"], cache["dlib_resnet"])
+    out[cache["n_faces"] == 0] = 0
+    return out
+
+
+def vectors_for(model: str, cache: dict) -> np.ndarray:
+    return fused_vectors(cache) if model == "fused" else cache[model]
+
+
+def split(cache: dict, n_gallery: int):
+    names, numbers, found = cache["name"], cache["number"], cache["n_faces"] > 0
+    gal = (numbers <= n_gallery) & found
+    probe = numbers > n_gallery
+    return gal, probe, found
+
+
+def closed_and_open(ranked, probe_names, probe_found, impostor_top, model_threshold):
+    """rank-1/5 over mated probes; DIR at FPIR 1 % and at the model's default 1 % threshold."""
+    correct_rank = []
+    top_scores = []
+    for name, found, row in zip(probe_names, probe_found, ranked):
+        people = [m.person for m in row] if found else []
+        correct_rank.append(people.index(name) + 1 if name in people else 99)
+        top_scores.append(row[0].similarity if found and row else -1.0)
+    r = np.array(correct_rank)
+    top = np.array(top_scores)
+    imp = np.sort(np.asarray(impostor_top))[::-1]
+    k = int(np.floor(0.01 * len(imp)))
+    t_fpir = float(imp[k]) + 1e-6  # at most 1 % of non-mated probes score >= this
+    dir_at = lambda t: float(np.mean((r == 1) & (top >= t)))  # noqa: E731
+    return {"probes": int(len(r)), "rank1": round(float(np.mean(r == 1)), 5), "rank5": round(float(np.mean(r <= 5)), 5),
+            "open_set": {"nonmated_probes": int(len(imp)),
+                         "threshold_at_fpir_1pct": round(t_fpir, 4), "dir_at_fpir_1pct": round(dir_at(t_fpir), 5),
+                         "default_threshold": round(model_threshold, 4),
+                         "fpir_at_default": round(float(np.mean(imp >= model_threshold)), 5),
+                         "dir_at_default": round(dir_at(model_threshold), 5)}}
+
+
+def run_model(model: str, cache: dict, impostors: dict | None, n_gallery: int, scorings, tmp: Path) -> dict:
+    import facelab
+    from facelab.verification import operating_point
+
+    vecs = vectors_for(model, cache)
+    gal, probe, found = split(cache, n_gallery)
+    g = facelab.open_gallery(tmp / f"{model}_{n_gallery}.db", model=model)
+    t0 = time.perf_counter()
+    for name in sorted(set(cache["name"])):
+        sel = gal & (cache["name"] == name)
+        if sel.any():
+            g.add_embeddings(name, vecs[sel], sources=[str(f) for f in cache["files"][sel]])
+    build_s = time.perf_counter() - t0
+    try:
+        threshold = operating_point(model, far=0.01).threshold
+    except Exception:  # no calibrated threshold for this model yet
+        threshold = float("nan")
+    out = {"model": model, "gallery_photos": int(gal.sum()), "people": len(set(cache["name"][gal])),
+           "probes_without_face": int((probe & ~found).sum()), "gallery_build_s": round(build_s, 2), "scoring": {}}
+    imp_vecs = None
+    if impostors is not None:
+        imp_vecs = vectors_for(model, impostors)[impostors["n_faces"] > 0]
+    for scoring in scorings:
+        t0 = time.perf_counter()
+        ranked = g.rank(vecs[probe], top_k=5, scoring=scoring)
+        secs = time.perf_counter() - t0
+        imp_top = [row[0].similarity for row in g.rank(imp_vecs, 1, scoring)] if imp_vecs is not None else [1.0]
+        res = closed_and_open(ranked, cache["name"][probe], found[probe], imp_top, threshold)
+        res["ms_per_probe"] = round(1000 * secs / max(1, probe.sum()), 3)
+        out["scoring"][scoring] = res
+        print(f"  {model:12s} P{'1' if n_gallery == 1 else '2'} {scoring:5s} rank-1 {res['rank1']:.4%} rank-5 "
+              f"{res['rank5']:.4%} DIR@FPIR1% {res['open_set']['dir_at_fpir_1pct']:.4%} "
+              f"(FPIR at default t={threshold:.3f}: {res['open_set']['fpir_at_default']:.2%})", flush=True)
+    g.close()
+    return out
+
+
+def face_recognition_approach(n_gallery: int) -> dict | None:
+    """Nearest known encoding (Euclidean), tolerance 0.6, with the package's own detection and encodings."""
+    if not FR_CACHE.exists():
+        return None
+    d = dict(np.load(FR_CACHE))
+    mated = np.isin(d["name"], np.unique(load_cache()["name"]))
+    names, numbers, enc, found = d["name"], d["number"], d["encoding"], d["n_faces"] > 0
+    gal = mated & (numbers <= n_gallery) & found
+    probe = mated & (numbers > n_gallery)
+    imp = ~mated & found
+    known, known_names = enc[gal], names[gal]
+    dist = np.linalg.norm(enc[probe][:, None, :] - known[None, :, :], axis=2)
+    order = np.argsort(dist, axis=1)
+    ranks, named_right = [], []
+    for i, (name, ok) in enumerate(zip(names[probe], found[probe])):
+        people = list(dict.fromkeys(known_names[order[i]]))[:5] if ok else []
+        ranks.append(people.index(name) + 1 if name in people else 99)
+        named_right.append(ok and people[:1] == [name] and dist[i, order[i, 0]] <= 0.6)
+    imp_dist = np.linalg.norm(enc[imp][:, None, :] - known[None, :, :], axis=2).min(axis=1)
+    r = np.array(ranks)
+    return {"approach": "face_recognition 1.3.0: HOG detector, face_encodings, nearest known encoding, tolerance 0.6",
+            "gallery_photos": int(gal.sum()), "probes": int(probe.sum()),
+            "probes_without_face": int((probe & ~found).sum()),
+            "rank1": round(float(np.mean(r == 1)), 5), "rank5": round(float(np.mean(r <= 5)), 5),
+            "identified_within_tolerance": round(float(np.mean(named_right)), 5),
+            "fpir_at_tolerance": round(float(np.mean(imp_dist <= 0.6)), 5), "nonmated_probes": int(imp.sum())}
+
+
+def through_images(model: str, cache: dict, limit: int | None, tmp: Path) -> dict:
+    """The whole `facelab identify` on probe files (protocol 1): detection, embedding, search."""
+    import facelab
+    from facelab.pipeline import pick_main_face
+
+    vecs = vectors_for(model, cache)
+    gal, probe, _ = split(cache, 1)
+    g = facelab.open_gallery(tmp / f"{model}_images.db", model=model)
+    for name in sorted(set(cache["name"])):
+        sel = gal & (cache["name"] == name)
+        if sel.any():
+            g.add_embeddings(name, vecs[sel])
+    idx = np.flatnonzero(probe)[:limit]
+    hits, t0 = 0, time.perf_counter()
+    for n, i in enumerate(idx):
+        results = g.identify(image_path(cache["name"][i], int(cache["number"][i])), top_k=5)
+        if results:
+            main = pick_main_face([r.face for r in results], (250, 250))
+            r = results[[x.face for x in results].index(main)]
+            hits += bool(r.matches) and r.matches[0].person == cache["name"][i]
+        if n % 200 == 0:
+            print(f"\r  images: {n + 1}/{len(idx)} rank-1 so far {hits / (n + 1):.4%}", end="", flush=True)
+    print()
+    secs = time.perf_counter() - t0
+    g.close()
+    return {"model": model, "protocol": 1, "probes": int(len(idx)), "rank1": round(hits / len(idx), 5),
+            "seconds": round(secs, 1), "ms_per_probe": round(1000 * secs / len(idx), 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="sface,dlib_resnet,fused")
+    ap.add_argument("--images", type=int, default=0, metavar="N",
+                    help="also run facelab identify on N probe image files (0: none; -1: all)")
+    args = ap.parse_args()
+    cache = load_cache()
+    impostors = dict(np.load(IMPOSTOR_CACHE)) if IMPOSTOR_CACHE.exists() else None
+    out = {"dataset": "LFW deep-funneled, 158 people with >= 10 images", "images": int(len(cache["name"])),
+           "images_without_face": int((cache["n_faces"] == 0).sum()), "protocols": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n_gallery, label in ((1, "P1: 1 gallery image per person"), (5, "P2: up to 5 gallery images per person")):
+            rows = [run_model(m, cache, impostors, n_gallery, ("max", "mean", "both") if n_gallery > 1 else ("max",),
+                              Path(tmp)) for m in args.models.split(",")]
+            fr = face_recognition_approach(n_gallery)
+            out["protocols"][label] = {"facelab": rows, "face_recognition": fr}
+            if fr:
+                print(f"  face_recognition P{'1' if n_gallery == 1 else '2'}: rank-1 {fr['rank1']:.4%}, identified "
+                      f"within tolerance {fr['identified_within_tolerance']:.4%}, FPIR {fr['fpir_at_tolerance']:.2%}")
+        if args.images:
+            out["through_images"] = through_images("sface", cache, None if args.images < 0 else args.images, Path(tmp))
+            print(f"  facelab identify on image files (sface, P1): {out['through_images']}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=2))
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

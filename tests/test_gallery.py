@@ -257,15 +257,17 @@ def test_hnsw_index_is_persisted_updated_incrementally_and_forgets_deleted_peopl
     extra = synthetic(1, 3, seed=9)[0]
     b.add_embeddings("newcomer", extra)
     assert a.rank(extra[0], 1)[0][0].person == "newcomer"
+    assert b.rank(extra[0], 1)[0][0].person == "newcomer"  # b now holds a changed graph that still has p7
     # deleting a person removes them from the search and from the index file's bytes
     doomed = vecs[7]
     a.delete_person("p7")
     assert all(m.person != "p7" for m in a.rank(doomed[0], 5)[0])
+    assert not any(v.tobytes() in index_file.read_bytes() for v in doomed)
+    a.close()
+    b.close()  # b saves its graph: it must catch up with a's deletion first
     blob = index_file.read_bytes()
     assert not any(v.tobytes() in blob for v in doomed)
     assert vecs[8, 0].tobytes() in blob  # (the check above can fail: kept vectors are there)
-    a.close()
-    b.close()
 
 
 def test_hnsw_recall_matches_exact_search(tmp_path):

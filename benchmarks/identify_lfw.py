@@ -65,8 +65,8 @@ def split(cache: dict, n_gallery: int):
     return gal, probe, found
 
 
-def closed_and_open(ranked, probe_names, probe_found, impostor_top, model_threshold):
-    """rank-1/5 over mated probes; DIR at FPIR 1 % and at the model's default 1 % threshold."""
+def closed_and_open(ranked, probe_names, probe_found, impostor_top, thresholds: dict):
+    """rank-1/5 over mated probes; DIR at FPIR 1 %; FPIR and DIR at facelab's thresholds."""
     correct_rank = []
     top_scores = []
     for name, found, row in zip(probe_names, probe_found, ranked):
@@ -82,9 +82,8 @@ def closed_and_open(ranked, probe_names, probe_found, impostor_top, model_thresh
     return {"probes": int(len(r)), "rank1": round(float(np.mean(r == 1)), 5), "rank5": round(float(np.mean(r <= 5)), 5),
             "open_set": {"nonmated_probes": int(len(imp)),
                          "threshold_at_fpir_1pct": round(t_fpir, 4), "dir_at_fpir_1pct": round(dir_at(t_fpir), 5),
-                         "default_threshold": round(model_threshold, 4),
-                         "fpir_at_default": round(float(np.mean(imp >= model_threshold)), 5),
-                         "dir_at_default": round(dir_at(model_threshold), 5)}}
+                         **{f"at_{name}": {"threshold": round(t, 4), "fpir": round(float(np.mean(imp >= t)), 5),
+                                           "dir": round(dir_at(t), 5)} for name, t in thresholds.items()}}}
 
 
 def run_model(model: str, cache: dict, impostors: dict | None, n_gallery: int, scorings, tmp: Path) -> dict:
@@ -100,10 +99,10 @@ def run_model(model: str, cache: dict, impostors: dict | None, n_gallery: int, s
         if sel.any():
             g.add_embeddings(name, vecs[sel], sources=[str(f) for f in cache["files"][sel]])
     build_s = time.perf_counter() - t0
-    try:
-        threshold = operating_point(model, far=0.01).threshold
+    try:  # what `facelab identify` uses: the default point, and --far 0.01 (both calibrated 1:1 on LFW View 2)
+        thresholds = {"default": operating_point(model).threshold, "far_0.01": operating_point(model, far=0.01).threshold}
     except Exception:  # no calibrated threshold for this model yet
-        threshold = float("nan")
+        thresholds = {}
     out = {"model": model, "gallery_photos": int(gal.sum()), "people": len(set(cache["name"][gal])),
            "probes_without_face": int((probe & ~found).sum()), "gallery_build_s": round(build_s, 2), "scoring": {}}
     imp_vecs = None
@@ -114,12 +113,14 @@ def run_model(model: str, cache: dict, impostors: dict | None, n_gallery: int, s
         ranked = g.rank(vecs[probe], top_k=5, scoring=scoring)
         secs = time.perf_counter() - t0
         imp_top = [row[0].similarity for row in g.rank(imp_vecs, 1, scoring)] if imp_vecs is not None else [1.0]
-        res = closed_and_open(ranked, cache["name"][probe], found[probe], imp_top, threshold)
+        res = closed_and_open(ranked, cache["name"][probe], found[probe], imp_top, thresholds)
         res["ms_per_probe"] = round(1000 * secs / max(1, probe.sum()), 3)
         out["scoring"][scoring] = res
+        at = res["open_set"].get("at_default")
         print(f"  {model:12s} P{'1' if n_gallery == 1 else '2'} {scoring:5s} rank-1 {res['rank1']:.4%} rank-5 "
-              f"{res['rank5']:.4%} DIR@FPIR1% {res['open_set']['dir_at_fpir_1pct']:.4%} "
-              f"(FPIR at default t={threshold:.3f}: {res['open_set']['fpir_at_default']:.2%})", flush=True)
+              f"{res['rank5']:.4%} DIR@FPIR1% {res['open_set']['dir_at_fpir_1pct']:.4%}"
+              + (f" (default t={at['threshold']:.3f}: FPIR {at['fpir']:.2%}, DIR {at['dir']:.2%})" if at else ""),
+              flush=True)
     g.close()
     return out
 

@@ -102,14 +102,13 @@ class Gallery:
             raise StoreError("a person's name cannot be empty")
         if source is None and isinstance(image, (str, Path)):
             source = str(image)
+        rgb = load_image(image)
         if isinstance(image, (str, Path)) and Path(image).is_file():
-            sha = file_sha256(Path(image))
+            sha = file_sha256(Path(image))  # the file's bytes, as enrolment hashes them
         elif isinstance(image, (bytes, bytearray)):
             sha = hashlib.sha256(image).hexdigest()
         else:
-            rgb = load_image(image)
             sha = hashlib.sha256(rgb.tobytes()).hexdigest()
-        rgb = load_image(image)
         analysis = self.analysis()
         faces = analysis.detect_rgb(rgb)
         name = source or "photo"

@@ -37,6 +37,26 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from lfw_embeddings import CENTRE_CACHE, FR_CACHE, IMPOSTOR_CACHE, image_path, load_cache  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "identify_lfw.json"
+OPEN_SET = ROOT / "facelab" / "gallery" / "open_set.json"  # the identify default thresholds (data, not code)
+
+
+def write_open_set_thresholds(out: dict) -> None:
+    """Per model and scoring: the threshold that named 1 % of never-enrolled people on LFW (protocol 2, the
+    labelled face). `facelab identify` uses it when no --threshold / --far is given."""
+    policies = list(out["protocols"])
+    rows = out["protocols"][policies[-1]]["P2: up to 5 gallery images per person"]["facelab"]
+    table = json.loads(OPEN_SET.read_text()) if OPEN_SET.exists() else {}
+    for r in rows:
+        table[r["model"]] = {sc: {"threshold": x["open_set"]["threshold_at_fpir_1pct"], "fpir": 0.01,
+                                  "dir": x["open_set"]["dir_at_fpir_1pct"]} for sc, x in r["scoring"].items()}
+        n_imp = next(iter(r["scoring"].values()))["open_set"]["nonmated_probes"]
+        from facelab.gallery.store import model_info
+
+        table[r["model"]]["fingerprint"] = model_info(r["model"]).fingerprint  # fused: changes with its parameters
+        table[r["model"]]["source"] = (f"LFW deep-funneled: {r['people']} people x up to 5 photos, "
+                                       f"{n_imp} never-enrolled people "
+                                       f"(benchmarks/identify_lfw.py)")
+    OPEN_SET.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
 
 
 def fused_vectors(cache: dict) -> np.ndarray:
@@ -230,6 +250,9 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2))
     print(f"wrote {RESULTS}")
+    if impostors is not None:
+        write_open_set_thresholds(out)
+        print(f"wrote {OPEN_SET}")
 
 
 if __name__ == "__main__":

@@ -149,13 +149,17 @@ def test_identify_names_known_people_and_says_unknown_for_strangers(gallery, lfw
     d = known[0].to_dict()
     assert d["best"]["person"] == "Colin_Powell" and d["best"]["similarity"] > d["threshold"]
     assert len(d["matches"]) == 3 and d["matches"][0]["similarity"] >= d["matches"][1]["similarity"]
-    assert d["threshold"] == pytest.approx(facelab.verification.operating_point("sface").threshold, abs=1e-4)
+    from facelab.gallery.identify import default_threshold
+
+    assert d["threshold"] == pytest.approx(default_threshold("sface", "mean")[0], abs=1e-4)  # open-set calibration
+    assert d["threshold"] > facelab.verification.operating_point("sface").threshold  # stricter than 1:1
     assert d["face"]["box"]["width"] > 40
     stranger = facelab.identify(lfw_image(lfw, "Serena_Williams", 1), gallery=gallery)[0].to_dict()
     assert stranger["best"] is None and stranger["matches"]  # unknown, but the nearest are still listed
     # a stricter false-accept rate raises the threshold
+    loose = facelab.identify(lfw_image(lfw, "Colin_Powell", 6), gallery=gallery, far=0.01)[0]
     strict = facelab.identify(lfw_image(lfw, "Colin_Powell", 6), gallery=gallery, far=0.001)[0]
-    assert strict.threshold > known[0].threshold
+    assert strict.threshold > loose.threshold and strict.far == 0.001
     forced = facelab.identify(lfw_image(lfw, "Colin_Powell", 6), gallery=gallery, threshold=0.99)[0]
     assert forced.best is None
 

@@ -274,8 +274,8 @@ def delete(person, location, timeout, yes):
 
 
 def _threshold_options(fn):
-    fn = click.option("--far", type=float, help="Target false-accept rate (e.g. 0.001): picks the calibrated "
-                                                "threshold.")(fn)
+    fn = click.option("--far", type=float, help="A 1:1 false-accept rate (e.g. 0.001): its LFW-calibrated threshold. "
+                                                "Default: the open-set threshold that named 1 % of strangers on LFW.")(fn)
     return click.option("--threshold", type=float, help="Cosine needed to name someone (overrides --far).")(fn)
 
 
@@ -284,8 +284,8 @@ def _threshold_options(fn):
 @gallery_option
 @click.option("-k", "--top-k", type=int, default=5, show_default=True, help="People to list per face.")
 @_threshold_options
-@click.option("--scoring", type=click.Choice(["max", "mean", "both"]), default="max", show_default=True,
-              help="Person score: best photo, mean template, or their average.")
+@click.option("--scoring", type=click.Choice(["max", "mean", "both"]), default="mean", show_default=True,
+              help="Person score: mean template, best photo, or their average.")
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
 def identify(photos, location, timeout, top_k, threshold, far, scoring, as_json):
@@ -318,7 +318,8 @@ def identify(photos, location, timeout, top_k, threshold, far, scoring, as_json)
 
 def _print_identification(src, results):
     t = results[0].threshold
-    click.echo(f"{src}: {len(results)} face{'s' if len(results) != 1 else ''} (threshold {t:.3f})")
+    click.echo(f"{src}: {len(results)} face{'s' if len(results) != 1 else ''} (threshold {t:.3f}, "
+               f"{results[0].threshold_source})")
     for r in results:
         x, y, w, h = r.face.box
         who = f"{r.best.person} ({r.best.similarity:.3f})" if r.best else "unknown"

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import NoFaceError, StoreError
 from .enrol import EnrolOptions, EnrolReport, enrol_folder
-from .identify import DEFAULT_SCORING, Identification, Lookalike, Match, rank_people
+from .identify import DEFAULT_SCORING, Identification, Lookalike, Match, default_threshold, rank_people
 from .store import DEFAULT_MODEL, ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store, model_info, split_model_name
 
 EXPORT_FORMAT = "facelab-gallery"
@@ -102,14 +102,13 @@ class Gallery:
             raise StoreError("a person's name cannot be empty")
         if source is None and isinstance(image, (str, Path)):
             source = str(image)
+        rgb = load_image(image)
         if isinstance(image, (str, Path)) and Path(image).is_file():
-            sha = file_sha256(Path(image))
+            sha = file_sha256(Path(image))  # the file's bytes, as enrolment hashes them
         elif isinstance(image, (bytes, bytearray)):
             sha = hashlib.sha256(image).hexdigest()
         else:
-            rgb = load_image(image)
             sha = hashlib.sha256(rgb.tobytes()).hexdigest()
-        rgb = load_image(image)
         analysis = self.analysis()
         faces = analysis.detect_rgb(rgb)
         name = source or "photo"
@@ -201,21 +200,33 @@ class Gallery:
         """Top-k people for each embedding (made by this gallery's model)."""
         return rank_people(self, vectors, top_k, scoring)
 
-    def threshold(self, threshold: float | None = None, far: float | None = None):
+    def threshold(self, threshold: float | None = None, far: float | None = None,
+                  scoring: str = DEFAULT_SCORING) -> tuple[float, float | None, str]:
+        """(threshold, 1:1 FAR or None, where it comes from) for identification.
+
+        threshold= wins; far= picks a 1:1 point from LFW View 2 pairs; by default the open-set point measured
+        on LFW (1 % of never-enrolled people named), falling back to the model's 1:1 default."""
         from ..verification import operating_point
 
-        return operating_point(self.model.name, threshold, far)
+        if threshold is not None:
+            return float(threshold), None, "given"
+        if far is None:
+            calibrated = default_threshold(self.model.name, scoring)
+            if calibrated is not None:
+                t, fpir, source = calibrated
+                return t, None, f"open-set, FPIR {fpir:g} on {source}"
+        point = operating_point(self.model.name, None, far)
+        return point.threshold, point.far, f"1:1, FAR {point.far:g} on {point.source}"
 
     def identify(self, image, top_k: int = 5, threshold: float | None = None, far: float | None = None,
                  scoring: str = DEFAULT_SCORING, order: str = "rgb") -> list[Identification]:
         """For every face in `image`: the top_k people, and the best one if it reaches the threshold."""
-        point = self.threshold(threshold, far)
+        t, t_far, source = self.threshold(threshold, far, scoring)
         faces = self.analysis().get(image, order=order)
         if not faces:
             return []
         ranked = self.rank(np.stack([f.embedding for f in faces]), top_k, scoring)
-        return [Identification(f, m, point.threshold, point.far, scoring, self.model.name)
-                for f, m in zip(faces, ranked)]
+        return [Identification(f, m, t, t_far, scoring, self.model.name, source) for f, m in zip(faces, ranked)]
 
     def lookalike(self, image, order: str = "rgb") -> list[Lookalike]:
         """For every face: the most similar person and, within that person, the most similar photo."""

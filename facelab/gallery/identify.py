@@ -8,14 +8,20 @@ Scoring a person who has several photos (benchmarks/identify_lfw.py measures eac
 A search first takes the top photos from the vector index (exact or HNSW), then scores the people they belong
 to. "max" is exact for every person found this way (their best photo is at least as close as the one found).
 
-The "unknown" threshold is a 1:1 operating point, `facelab.verification.operating_point(model, far=...)`
-(calibrated on LFW View 2 pairs): a face is someone when its best person's score reaches it. With N people
-in the gallery the chance that *some* stranger's score passes grows with N; benchmarks/identify_lfw.py
-reports the open-set false-positive identification rate this gives on LFW (158 people).
+The "unknown" threshold, by default, is an open-set calibration measured on LFW (`open_set.json`, written by
+benchmarks/identify_lfw.py): the score that names 1 % of never-enrolled people as someone (FPIR 1 %) in a
+gallery of 158 people with up to 5 photos each, per model and scoring. The 1:1 verification threshold is far
+too low for 1:N: with 790 gallery photos the best of 790 impostor scores passes it for about half of all
+strangers (measured: FPIR 49-98 %). `far=` still picks a 1:1 point (operating_point(model, far=...)), and
+`threshold=` any value. The chance that some stranger passes grows with the gallery's size: calibrate on your
+own gallery for large ones.
 """
+
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,7 +31,22 @@ if TYPE_CHECKING:  # pragma: no cover
     from . import Gallery
 
 SCORINGS = ("max", "mean", "both")
-DEFAULT_SCORING = "max"
+DEFAULT_SCORING = "mean"  # LFW protocol 2: rank-1 99.86 % vs 99.80 % (max), DIR@FPIR 1 % 99.72 % vs 99.52 %
+OPEN_SET_FILE = Path(__file__).with_name("open_set.json")
+
+
+def default_threshold(model: str, scoring: str) -> tuple[float, float | None, str] | None:
+    """(threshold, FPIR, source) calibrated for this model and scoring, or None."""
+    try:
+        from .store import model_info
+
+        table = json.loads(OPEN_SET_FILE.read_text())
+        entry = table[model]
+        if entry.get("fingerprint") != model_info(model).fingerprint:
+            return None  # calibrated for other weights or fusion parameters
+        return float(entry[scoring]["threshold"]), float(entry[scoring]["fpir"]), entry["source"]
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 @dataclass
@@ -47,6 +68,7 @@ class Identification:
     far: float | None = None
     scoring: str = DEFAULT_SCORING
     model: str = ""
+    threshold_source: str = ""
 
     @property
     def best(self) -> Match | None:
@@ -60,7 +82,7 @@ class Identification:
                 "best": best.to_dict() if best else None,
                 "matches": [m.to_dict() for m in self.matches],
                 "threshold": round(self.threshold, 4), "far": self.far, "scoring": self.scoring,
-                "model": self.model}
+                "model": self.model, "threshold_source": self.threshold_source}
 
 
 @dataclass

@@ -19,7 +19,7 @@ import numpy as np
 
 HNSW_THRESHOLD = 20_000      # vectors; below this exact search is both fast and exact
 HNSW_CONNECTIVITY = 16       # M: links per node
-HNSW_EXPANSION_ADD = 128     # efConstruction
+HNSW_EXPANSION_ADD = 64      # efConstruction (pgvector's default too); 128 doubled build time here
 HNSW_EXPANSION_SEARCH = 96   # ef: recall@10 >= 0.99 at 1M (benchmarks/search_scale.py)
 
 

@@ -411,7 +411,18 @@ class _VectorSearch:
             self.index, self.seq = None, -1
 
     def save(self) -> None:
+        """Persist the HNSW graph, first catching up with the database: a graph saved from a stale view could
+        put back the vectors of a person another process has deleted since."""
         if not isinstance(self.index, HnswIndex) or not self.dirty:
+            return
+        try:
+            self.sync()
+        except StoreError:
+            return  # the database is unreadable now; keep the old file (it is only a cache)
+        self._write()
+
+    def _write(self) -> None:
+        if not isinstance(self.index, HnswIndex):
             return
         header = json.dumps({"seq": self.seq, "fingerprint": self.store.model.fingerprint, "dim": self.dim,
                              "count": len(self.index)}).encode()
@@ -460,8 +471,8 @@ class _VectorSearch:
             self.dirty = self.dirty or bool(added or removed)
             if isinstance(self.index, ExactIndex) and len(self.index) >= self.store.hnsw_threshold:
                 self._rebuild()
-            if removed:
-                self.save()  # deleted faces must leave the persisted index now, not at close
+            if removed and isinstance(self.index, HnswIndex):
+                self._write()  # deleted faces must leave the persisted index now, not at close
         if self.names is None or latest != getattr(self, "_mapped_seq", None):
             self.photo_ids, self.person_ids = self.store.photo_people()
             self.names = self.store.person_names()

@@ -163,6 +163,10 @@ def train_embedder(dataset: str | Path, out: str | Path | None = None, loss: str
     if dist.main:
         run.write_json("config.json", config)
     state = fit(run, module, x["train"], y["train"], cfg, arch, ce, validate, resume, progress, dist)
+    if dist.world > 1:
+        import torch.distributed as tdist
+
+        tdist.destroy_process_group()  # no collective after training: rank 0 exports alone
     if not dist.main:
         return None
     best = load_checkpoint(run.best, arch)

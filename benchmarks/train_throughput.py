@@ -3,7 +3,7 @@ embedder, on a dataset built by `facelab dataset build` (default: the public-fig
 
     .venv/bin/python benchmarks/train_throughput.py [DATASET] [--threads N]
 Writes benchmarks/results/train_throughput.json. Each configuration trains 1 epoch on up to --max-train
-training photos (default 512, seeded sample) at batch 64; the images/s figure excludes loading and export.
+training photos (default 512, a seeded sample stratified by class) at batch 64; the images/s figure excludes loading and export.
 """
 from __future__ import annotations
 
@@ -37,7 +37,14 @@ def _subset(ds, max_train: int, tmp: Path):
 
     train = ds.split("train")
     random.Random(0).shuffle(train)
-    rows = train[:max_train] + ds.split("val")[: max(64, max_train // 8)]
+    per_class = max(2, -(-max_train // len(ds.classes)))  # stratified: every class keeps >= 2 photos
+    taken: dict[str, int] = {}
+    rows = []
+    for r in train:
+        if taken.get(r["class"], 0) < per_class:
+            taken[r["class"]] = taken.get(r["class"], 0) + 1
+            rows.append(r)
+    rows += ds.split("val")[: max(64, max_train // 8)]
     (tmp / "crops").symlink_to((ds.root / "crops").resolve())
     (tmp / "dataset.json").write_text((ds.root / "dataset.json").read_text())
     with open(tmp / "manifest.csv", "w", newline="") as fh:

@@ -39,7 +39,11 @@ def margin_head(num_classes: int, dim: int, loss: str, margin: float, scale: flo
             self.th, self.mm = math.cos(math.pi - margin), math.sin(math.pi - margin) * margin
 
         def forward(self, emb, y=None):
-            cos = F.linear(F.normalize(emb.float()), F.normalize(self.weight.float())).clamp(-1, 1)
+            with torch.autocast(device_type=emb.device.type, enabled=False):  # margins need float32 angles
+                return self._logits(emb.float(), y)
+
+        def _logits(self, emb, y):
+            cos = F.linear(F.normalize(emb), F.normalize(self.weight.float())).clamp(-1, 1)
             if y is None:
                 return scale * cos
             target = cos.gather(1, y[:, None])

@@ -13,7 +13,10 @@ from .common import batch_exit_code, echo_json, error_record, handle_errors
 class EmbedderName(click.ParamType):
     """A built-in embedder, or a user model of task "embedding" registered with `facelab models add`."""
 
-    name = "[sface|dlib_resnet|fused|USER_MODEL]"
+    name = "embedder"
+
+    def get_metavar(self, *args, **kwargs):
+        return "[sface|dlib_resnet|fused|USER_MODEL]"
 
     def convert(self, value, param, ctx):
         from ..embedders import EMBEDDERS, registered_embedder_names

@@ -292,6 +292,8 @@ def eval_classifier(model, dataset_dir, split, out_dir, as_json):
         click.echo(f"  ... {len(rows) - 15} more classes in eval.json")
     for f in report["files"]:
         click.echo(f"wrote {f}")
+    for w in report["warnings"]:
+        click.echo(f"WARNING: {w}", err=True)
 
 
 @models.command("add")

@@ -39,13 +39,11 @@ def margin_head(num_classes: int, dim: int, loss: str, margin: float, scale: flo
             self.th, self.mm = math.cos(math.pi - margin), math.sin(math.pi - margin) * margin
 
         def forward(self, emb, y=None):
-            # The margin arithmetic runs in float32 with autocast off: under CUDA mixed precision F.linear would
-            # return float16 and scatter() refuses to mix dtypes (found on the H100 smoke run).
-            with torch.autocast(device_type=emb.device.type, enabled=False):
-                return self._logits(emb, y)
+            with torch.autocast(device_type=emb.device.type, enabled=False):  # margins need float32 angles
+                return self._logits(emb.float(), y)
 
         def _logits(self, emb, y):
-            cos = F.linear(F.normalize(emb.float()), F.normalize(self.weight.float())).clamp(-1, 1)
+            cos = F.linear(F.normalize(emb), F.normalize(self.weight.float())).clamp(-1, 1)
             if y is None:
                 return scale * cos
             target = cos.gather(1, y[:, None])
@@ -169,6 +167,10 @@ def train_embedder(dataset: str | Path, out: str | Path | None = None, loss: str
     if dist.main:
         run.write_json("config.json", config)
     state = fit(run, module, x["train"], y["train"], cfg, arch, ce, validate, resume, progress, dist)
+    if dist.world > 1:
+        import torch.distributed as tdist
+
+        tdist.destroy_process_group()  # no collective after training: rank 0 exports alone
     if not dist.main:
         return None
     best = load_checkpoint(run.best, arch)

@@ -62,7 +62,11 @@ def evaluate_classifier(run_or_model: str | Path, dataset: str | Path, split: st
     else:
         probs = np.concatenate([model.run(ds.load_crops(rows[i:i + 256])) for i in range(0, len(rows), 256)])
     report = evaluate_arrays(probs, y, model.labels, [r["file"] for r in rows])
-    report.update(model=model.name, dataset=str(ds.root), split=split)
+    report.update(model=model.name, dataset=str(ds.root), split=split, warnings=[])
+    majority = float(np.bincount(y).max() / len(y))
+    if report["accuracy"] <= majority + 0.02:
+        report["warnings"].append(f"accuracy {100 * report['accuracy']:.1f} % is no better than always answering "
+                                  f"the commonest class ({100 * majority:.1f} %): the model does not work on this data")
     out_dir = Path(out) if out else (Path(run_or_model) if Path(run_or_model).is_dir() else Path("out")) / f"eval-{ds.name}-{split}"
     out_dir.mkdir(parents=True, exist_ok=True)
     import json

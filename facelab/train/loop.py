@@ -131,7 +131,9 @@ def fit(run: Run, train_module: nn.Module, x: np.ndarray, y: np.ndarray, cfg: Tr
         if state["bad_epochs"] >= cfg.patience:
             break
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        perm = torch.randperm(n, generator=gen).numpy()[dist.rank::dist.world]
+        perm = torch.randperm(n, generator=gen).numpy()
+        # Every process gets the same number of examples (DDP hangs if one runs an extra batch).
+        perm = perm[: n - n % dist.world][dist.rank::dist.world]
         model.train()
         t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
         batches = [perm[i:i + cfg.batch_size] for i in range(0, len(perm), cfg.batch_size)]

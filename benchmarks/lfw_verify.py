@@ -238,7 +238,7 @@ def main() -> None:
             plot_roc(scores_by_model[name], lab, PLOTS / f"roc_{tag}.png", r)
     for name in ("fused", "fused+flip") if dl_pairs else ():
         n = results[name]["nested_cv_weight"]
-        print(f"{name}: weight chosen inside the 9 training folds: {100 * n['mean_accuracy']:.2f} % +- "
+        print(f"{name}: weight chosen inside each split's training folds: {100 * n['mean_accuracy']:.2f} % +- "
               f"{100 * n['std_accuracy']:.2f} (weights {sorted(set(n['weights']))})")
 
     doc = {

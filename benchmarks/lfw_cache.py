@@ -211,3 +211,21 @@ def face_recognition_stage(names: list[str], root: Path = LFW, tag: str = "face_
                 "t_detect": t2 - t1, "t_embed": t3 - t2}
 
     return run_stage(tag, names, one)
+
+
+def dlib_mirror_stage(names: list[str], boxes: dict[str, np.ndarray], root: Path = LFW,
+                      tag: str = "dlib_mirror") -> dict[str, np.ndarray]:
+    """dlib ResNet on the mirror image of the same chip (for `dlib_resnet+flip`); unit vectors."""
+    from facelab.faces import Face
+    from facelab.images import load_image
+    from facelab.pipeline import get_embedder
+
+    net = get_embedder("dlib_resnet")
+
+    def one(name: str) -> dict:
+        img = load_image(root / "images" / name)
+        chip = net.chips(img, [Face(box=tuple(boxes[name]), score=1.0, landmarks=np.zeros((5, 2)))])[0]
+        v = np.array(net._net.compute_face_descriptor([np.ascontiguousarray(chip[:, ::-1])]), np.float32)[0]
+        return {"dlib_mirror": v / np.linalg.norm(v)}
+
+    return run_stage(tag, names, one, every=200)

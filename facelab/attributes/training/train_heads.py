@@ -1,4 +1,8 @@
-"""Train the eyewear and mask heads on features from `features.py`, measure them on held-out groups, export .npz.
+"""Baseline: linear/MLP heads for eyewear and mask on the SFace embedding and region pixels (features.py output).
+
+Kept to document the choice: a logistic regression on the SFace embedding reached only 70 % (3-class) on the
+masks, which is why the shipped models are small CNNs on the aligned crop (train_crops.py). Its fold helpers
+(`SPECS`, `folds_for`) are shared with pack_crops.py.
 
     python -m facelab.attributes.training.train_heads eyewear [--cache .cache/attributes] [--out facelab/models/weights]
     python -m facelab.attributes.training.train_heads mask
@@ -17,7 +21,35 @@ from pathlib import Path
 
 import numpy as np
 
-from ..heads import features_from
+
+# Regions of the 64x64 aligned crop (the ArcFace crop resized), as (x0, y0, x1, y1).
+EYE_BAND = (4, 20, 60, 38)
+LOWER_FACE = (8, 36, 56, 62)
+
+
+def region_pixels(crop: np.ndarray, region, size=(14, 6)) -> np.ndarray:
+    """A region resized to `size` in CIELAB (0..1 scaled): colour and darkness without the identity."""
+    import cv2
+
+    x0, y0, x1, y1 = region
+    patch = cv2.resize(crop[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA)
+    lab = cv2.cvtColor(patch, cv2.COLOR_RGB2LAB).astype(np.float32) / 255.0
+    return lab.reshape(-1)
+
+
+def features_from(embedding: np.ndarray, crop: np.ndarray, feature: str) -> np.ndarray:
+    parts = []
+    for name in feature.split("+"):
+        if name == "embedding":
+            parts.append(np.asarray(embedding, np.float32))
+        elif name == "eyes":
+            parts.append(region_pixels(crop, EYE_BAND))
+        elif name == "lower":
+            parts.append(region_pixels(crop, LOWER_FACE, (12, 12)))
+        else:
+            raise ValueError(f"unknown head feature {name!r}")
+    return np.concatenate(parts)
+
 
 SPECS = {
     "eyewear": {"cache": "eyewear", "classes": ["none", "eyeglasses", "sunglasses"], "feature": "embedding+eyes"},

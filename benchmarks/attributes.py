@@ -1,6 +1,6 @@
 """Attribute benchmarks: expression, gender, age, eyewear, mask, skin tone consistency, per-attribute cost.
 
-    .venv/bin/python benchmarks/attributes.py [--data ../shared/data] [--cache out/attributes-cache] [--skip-lfw]
+    .venv/bin/python benchmarks/attributes.py [--data ../shared/data] [--cache out/attributes-cache] [--parts ...]
 
 Writes benchmarks/results/attributes.json and benchmarks/results/expression_confusion.png.
 - Expression: the shipped ONNX model on FER2013 PrivateTest (never used in training or model selection), with and
@@ -8,10 +8,8 @@ Writes benchmarks/results/attributes.json and benchmarks/results/expression_conf
   whole pipeline (detection, landmark crop, model) on the photos of lfw/expressions.csv.
 - Age/gender/eyewear/mask: out-of-fold figures (the heads refitted on all data are never scored on their own
   training images): run the feature extraction first (the pipeline's own detection, alignment and networks):
-      python -m facelab.attributes.training.features utkface --age-gender --out out/attributes-cache
-      python -m facelab.attributes.training.features lfw_gender --age-gender --out out/attributes-cache
-      python -m facelab.attributes.training.features eyewear --out out/attributes-cache
-      python -m facelab.attributes.training.features masks --out out/attributes-cache
+      python -m facelab.attributes.training.features utkface --age-gender --no-embed --out out/attributes-cache
+      python -m facelab.attributes.training.features lfw_gender --age-gender --no-embed --every 4 --out out/attributes-cache
 - Cost: median over repeated runs on the astronaut photo (one face), per analyser, on this machine.
 """
 from __future__ import annotations
@@ -105,26 +103,29 @@ def expression_lfw(data: Path) -> dict:
 
 
 def heads(cache: Path) -> dict:
-    out = {}
+    """Age calibration (out-of-fold, recomputed from the feature cache) and gender; eyewear/mask CNN out-of-fold
+    figures as recorded by their training run (train_crops.py, models/cards/crops_cnn_train_log.json)."""
     import io
+    import shutil
     from contextlib import redirect_stdout
 
-    from facelab.attributes.training import train_age_gender, train_heads
+    from facelab.attributes.training import train_age_gender
 
+    out = {}
     tmp = RESULTS / "_heads_tmp"
     (tmp / "weights").mkdir(parents=True, exist_ok=True)
     (tmp / "cards").mkdir(exist_ok=True)
-    with redirect_stdout(io.StringIO()):
-        if (cache / "utkface.npz").is_file() and (cache / "lfw_gender.npz").is_file():
+    if (cache / "utkface.npz").is_file():
+        with redirect_stdout(io.StringIO()):
             train_age_gender.main(["--cache", str(cache), "--out", str(tmp / "weights")])
-            out.update(json.loads((tmp / "cards/age_gender_heads.json").read_text()))
-        for name in ("eyewear", "mask"):
-            if (cache / f"{train_heads.SPECS[name]['cache']}.npz").is_file():
-                train_heads.main([name, "--cache", str(cache), "--out", str(tmp / "weights")])
-                out[name] = json.loads((tmp / f"cards/{name}_head.json").read_text())
-    import shutil
-
+        out.update(json.loads((tmp / "cards/age_gender.json").read_text()))
     shutil.rmtree(tmp)
+    log = ROOT / "facelab/models/cards/crops_cnn_train_log.json"
+    if log.is_file():
+        recorded = json.loads(log.read_text())
+        for task in ("eyewear", "mask"):
+            if task in recorded:
+                out[task] = {"source": "recorded by train_crops.py (" + recorded["device"] + ")", **recorded[task]}
     return out
 
 
@@ -191,24 +192,33 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--cache", default=str(ROOT / "out" / "attributes-cache"))
-    ap.add_argument("--skip-lfw", action="store_true", help="skip the slow LFW pipeline runs")
+    ap.add_argument("--parts", default="cost,fer,heads,lfw_expressions,skin",
+                    help="comma-separated subset; results are merged into an existing attributes.json")
     args = ap.parse_args()
     data, cache = Path(args.data), Path(args.cache)
+    parts = set(args.parts.split(","))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    results = {"command": "python benchmarks/attributes.py " + " ".join(sys.argv[1:])}
+    path = RESULTS / "attributes.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results.setdefault("commands", {})
     t = time.time()
-    results["cost"] = cost()
-    print("cost", json.dumps(results["cost"]), flush=True)
-    results["expression_fer2013_privatetest"] = expression_fer(data)
-    print("fer", results["expression_fer2013_privatetest"]["accuracy"], flush=True)
-    results.update(heads(cache))
-    if not args.skip_lfw:
+    if "cost" in parts:
+        results["cost"] = cost()
+        print("cost", json.dumps(results["cost"]), flush=True)
+    if "fer" in parts:
+        results["expression_fer2013_privatetest"] = expression_fer(data)
+        print("fer", results["expression_fer2013_privatetest"]["accuracy"], flush=True)
+    if "heads" in parts:
+        results.update(heads(cache))
+    if "lfw_expressions" in parts:
         results["expression_lfw_happy_neutral"] = expression_lfw(data)
         print("lfw expressions", json.dumps(results["expression_lfw_happy_neutral"]), flush=True)
+    if "skin" in parts:
         results["skin_tone_lfw_consistency"] = skin_tone_consistency(data)
-    results["seconds"] = round(time.time() - t)
-    (RESULTS / "attributes.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
-    print(json.dumps(results, indent=1, ensure_ascii=False))
+    for part in parts:
+        results["commands"][part] = "python benchmarks/attributes.py " + " ".join(sys.argv[1:])
+    path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    print(json.dumps(results, indent=1, ensure_ascii=False), f"\n{time.time() - t:.0f}s")
 
 
 if __name__ == "__main__":

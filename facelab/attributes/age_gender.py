@@ -124,8 +124,11 @@ class AgeGender(Analyser):
 
     def predict(self, rgb, faces):
         chips = [dlib_chips(rgb, f) for f in faces]
-        age, gender = self.models.probabilities(rgb, faces, chips=chips)
-        age_m, gender_m = self.models.probabilities(rgb, faces, mirrored=True, chips=chips)
+        mirrored = [[np.ascontiguousarray(c[:, ::-1]) for c in pair] for pair in chips]
+        age, gender = self.models.probabilities(rgb, faces, chips=chips + mirrored)  # one batch for both
+        n = len(faces)
+        age, age_m = (age[:n], age[n:]) if age is not None else (None, None)
+        gender, gender_m = (gender[:n], gender[n:]) if gender is not None else (None, None)
         raw_gender = gender
         if gender is not None:  # average the face and its mirror image (measured: see models/cards)
             gender = (gender + gender_m) / 2

@@ -154,6 +154,23 @@ def _cat(ita):
     return next(n for lower, n, _ in CATEGORIES if ita > lower)
 
 
+def emoticon_sheet() -> str:
+    """Every expression x accessory combination, drawn with sample skin colours (no model needed)."""
+    from PIL import Image
+
+    from facelab.attributes.emoticon import shapes, to_png
+
+    rows = [("none", "none", "#f2c79b"), ("eyeglasses", "none", "#c68642"), ("sunglasses", "none", "#8d5524"),
+            ("none", "mask", "#e0ac69"), ("none", "incorrect", "#ffdbac")]
+    sheet = Image.new("RGBA", (96 * len(CLASSES), 96 * len(rows)), (255, 255, 255, 255))
+    order = ["happy", "neutral", "sad", "angry", "surprise", "fear", "disgust"]
+    for j, (eyewear, mask, skin) in enumerate(rows):
+        for i, expression in enumerate(order):
+            sheet.alpha_composite(to_png(shapes(expression, eyewear, mask, skin), 96), (96 * i, 96 * j))
+    sheet.convert("RGB").save(RESULTS / "emoticon_sheet.png")
+    return "benchmarks/results/emoticon_sheet.png"
+
+
 def cost(repeats: int = 15) -> dict:
     from skimage import data as skdata
 
@@ -192,7 +209,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--cache", default=str(ROOT / "out" / "attributes-cache"))
-    ap.add_argument("--parts", default="cost,fer,heads,lfw_expressions,skin",
+    ap.add_argument("--parts", default="sheet,cost,fer,heads,lfw_expressions,skin",
                     help="comma-separated subset; results are merged into an existing attributes.json")
     args = ap.parse_args()
     data, cache = Path(args.data), Path(args.cache)
@@ -202,6 +219,8 @@ def main():
     results = json.loads(path.read_text()) if path.is_file() else {}
     results.setdefault("commands", {})
     t = time.time()
+    if "sheet" in parts:
+        results["emoticon_sheet"] = emoticon_sheet()
     if "cost" in parts:
         results["cost"] = cost()
         print("cost", json.dumps(results["cost"]), flush=True)

@@ -202,6 +202,7 @@ def cost(repeats: int = 15) -> dict:
     import os
 
     out["machine"] = f"{os.cpu_count()} CPU cores (shared with other jobs during the run)"
+    out["load_average_1min"] = round(os.getloadavg()[0], 1)
     return out
 
 

@@ -23,10 +23,10 @@ def astronaut_faces(astronaut):
 
 
 def test_registry_names_and_dependencies():
-    assert available() == ["age", "gender", "expression", "eyewear", "mask", "skin_tone", "emoticon"]
+    assert available() == ["age", "gender", "mask", "expression", "eyewear", "skin_tone", "emoticon"]
     assert facelab.attributes_available() == available()
     # the emoticon pulls in what it draws; skin tone alone pulls nothing
-    assert resolve(["emoticon"]) == ["expression", "eyewear", "mask", "skin_tone", "emoticon"]
+    assert resolve(["emoticon"]) == ["mask", "expression", "eyewear", "skin_tone", "emoticon"]
     assert resolve(["skin_tone"]) == ["skin_tone"]
     with pytest.raises(facelab.FacelabError, match="unknown attribute"):
         resolve(["age", "shoe_size"])
@@ -198,6 +198,17 @@ def test_emoticon_shapes_follow_attributes():
     attrs = {"expression": {"value": "sad"}, "mask": {"value": "mask"}, "eyewear": {"value": "eyeglasses"},
              "skin_tone": {"emoji_modifier": "\U0001F3FE"}}
     assert emoji_string(attrs) == "\U0001F622\U0001F637\U0001F453\U0001F9D1\U0001F3FE"
+
+
+def test_masked_face_gets_no_expression_guess():
+    path = SHARED_DATA / "masks/with_mask/maksssksksss508_face01.jpg"
+    if not path.is_file():
+        pytest.skip(f"mask crops not found at {path}")
+    face = facelab.analyze(path, ["mask", "expression", "emoticon"])[0]
+    assert face.attributes["mask"]["value"] == "mask"
+    assert face.attributes["expression"] == {"value": None, "reason": "mouth covered by a mask"}
+    assert "\U0001F637" in face.attributes["emoticon"]["emoji"]
+    assert facelab.analyze(path, ["expression"])[0].attributes["expression"]["value"] is not None  # mask not asked
 
 
 def test_cli_analyze_json_and_subset(astronaut_jpg, tmp_path):

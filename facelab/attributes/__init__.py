@@ -10,13 +10,13 @@ from functools import lru_cache
 
 import numpy as np
 
-# name -> "module:Class", in the order they run (the emoticon reads the others, skin tone reads the mask).
+# name -> "module:Class", in the order they run (expression and skin tone read the mask, the emoticon reads all).
 REGISTRY = {
     "age": "age_gender:AgeGender",
     "gender": "age_gender:AgeGender",
+    "mask": "mask:Mask",
     "expression": "expression:Expression",
     "eyewear": "eyewear:Eyewear",
-    "mask": "mask:Mask",
     "skin_tone": "skin_tone:SkinTone",
     "emoticon": "emoticon:Emoticon",
 }

@@ -45,7 +45,7 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 
 def onnx_session(path):
-    """A CPU onnxruntime session with threads kept low (the machine is shared, faces are few)."""
+    """A CPU onnxruntime session: 2 threads, no spinning (the machine is shared, faces are few)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..align import similarity_transform
 from ..models.registry import verify_model
-from .base import Analyser, QualityFloor, onnx_session, softmax
+from .base import Analyser, QualityFloor, onnx_session, softmax, withheld
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # FER2013 label ids 0..6
 FER_SIZE = 48
@@ -45,6 +45,13 @@ class Expression(Analyser):
         return softmax(self.session.run(None, {self.input: batch})[0])
 
     def predict(self, rgb, faces):
+        # FER2013 has no masked faces: with the mouth covered the model would guess, so say so instead
+        masked = [f for f in faces if f.attributes.get("mask", {}).get("value") == "mask"]
+        for face in masked:
+            face.attributes["expression"] = withheld("mouth covered by a mask")
+        faces = [f for f in faces if f not in masked]
+        if not faces:
+            return
         probs = self.probabilities([fer_crop(rgb, f.landmarks) for f in faces])
         for face, p in zip(faces, probs):
             k = int(np.argmax(p))

@@ -23,8 +23,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .faces import Face
     from .verification import Verification
 
-__all__ = ["detect", "embed", "verify", "load_image", "models", "FaceAnalysis", "FaceFilter", "Face",
-           "FacelabError", "__version__", "open_gallery", "identify", "lookalike"]
+__all__ = ["detect", "embed", "verify", "load_image", "models", "analyze", "emoticon", "attributes_available",
+           "open_gallery", "identify", "lookalike", "FaceAnalysis", "FaceFilter", "Face", "FacelabError",
+           "__version__"]
 
 
 def detect(image, *, min_size=None, min_score=None, max_yaw=None, max_pitch=None, max_roll=None,
@@ -52,6 +53,33 @@ def verify(image_a, image_b, *, model: str = "sface", flip: bool = False, thresh
 
     return shared_analysis(embedder=model, flip=flip).verify(image_a, image_b, threshold=threshold, far=far,
                                                              face_a=face_a, face_b=face_b, order=order)
+
+
+def analyze(image, attributes=None, *, order: str = "rgb") -> list["Face"]:
+    """Every face with `face.attributes` filled: age, gender, expression, eyewear, mask, skin_tone, emoticon
+    (or only the names in `attributes`, a list or comma-separated string; only their models load).
+    An attribute below the quality floor is {"value": None, "reason": ...}."""
+    from .attributes import analyse_faces
+    from .pipeline import shared_analysis
+
+    if isinstance(attributes, str):
+        attributes = attributes.split(",")
+    fa = shared_analysis()
+    rgb = load_image(image, order)
+    faces = fa.detect_rgb(rgb)
+    return analyse_faces(rgb, faces, attributes, embed=fa.embed_faces)
+
+
+def emoticon(image, *, order: str = "rgb") -> list[str]:
+    """One SVG emoticon per face (left to right), drawn from its expression, eyewear, mask and skin tone."""
+    return [f.attributes["emoticon"]["svg"] for f in analyze(image, ["emoticon"], order=order)]
+
+
+def attributes_available() -> list[str]:
+    """Names accepted by analyze(attributes=...)."""
+    from .attributes import available
+
+    return available()
 
 
 def models() -> dict[str, Any]:

@@ -159,6 +159,8 @@ def face_recognition_approach(n_gallery: int, cache: dict, impostors: dict | Non
     gal = mated & (numbers <= n_gallery) & found
     probe = mated & (numbers > n_gallery)
     imp = ~mated & found
+    if not probe.any():
+        return None  # the subset has no probe for this protocol
     known, known_names = enc[gal], names[gal]
     dist = np.linalg.norm(enc[probe][:, None, :] - known[None, :, :], axis=2)
     order = np.argsort(dist, axis=1)

@@ -32,7 +32,7 @@ CACHE = ROOT / "out" / "gallery" / "lfw_embeddings.npz"
 IMPOSTOR_CACHE = ROOT / "out" / "gallery" / "lfw_impostors.npz"
 FR_CACHE = ROOT / "out" / "gallery" / "lfw_face_recognition.npz"
 CENTRE_CACHE = ROOT / "out" / "gallery" / "lfw_centre_faces.npz"
-FR_PER_PERSON, FR_IMPOSTORS = 10, 300
+FR_PER_PERSON, FR_IMPOSTORS = 5, 150
 
 
 def people_with(min_images: int = 10, lfw: Path = LFW) -> list[tuple[str, int]]:

@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=5000)
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--split", type=int, default=2, help="also run K enrol processes at once into one gallery (0: no)")
+    ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     import facelab
 
@@ -110,9 +111,9 @@ def main() -> None:
                    "added": sum(r["added"] for r in reports), "photos_in_gallery": stats["photos"]}
             out["runs"].append(row)
             print(f"  {row}", flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2))
-    print(f"wrote {RESULTS}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

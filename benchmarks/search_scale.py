@@ -113,10 +113,10 @@ def bench_exact(base, queries, n_timed=100):
             "recall_at_10": 1.0, "timed_queries": n_timed}
 
 
-def bench_hnsw(base, queries, truth, efs=(64, 128, 256), dtype="f32"):
+def bench_hnsw(base, queries, truth, efs=(64, 128, 256), dtype="f32", connectivity=16, expansion_add=64):
     from facelab.gallery.index import HnswIndex
 
-    idx = HnswIndex(DIM, dtype=dtype)
+    idx = HnswIndex(DIM, dtype=dtype, connectivity=connectivity, expansion_add=expansion_add)
     t0 = time.perf_counter()
     idx.add(np.arange(len(base)), base, threads=2)
     build = time.perf_counter() - t0
@@ -130,7 +130,9 @@ def bench_hnsw(base, queries, truth, efs=(64, 128, 256), dtype="f32"):
             ids, _ = idx.search(q, 10, threads=1)
             times.append(time.perf_counter() - t0)
             found.append(ids[0])
-        rows.append({"ef_search": ef, **pct(times), "recall_at_10": round(recall(np.array(found), truth), 4)})
+        found = np.array(found)
+        rows.append({"ef_search": ef, **pct(times), "recall_at_10": round(recall(found, truth), 4),
+                     "recall_at_1": round(float(np.mean(found[:, 0] == truth[:, 0])), 4)})
         print(f"    usearch {dtype} ef={ef}: {rows[-1]}", flush=True)
     mem = idx.memory_bytes()
     t0 = time.perf_counter()
@@ -139,9 +141,7 @@ def bench_hnsw(base, queries, truth, efs=(64, 128, 256), dtype="f32"):
     t0 = time.perf_counter()
     HnswIndex.from_bytes(DIM, blob)
     load = time.perf_counter() - t0
-    from facelab.gallery.index import HNSW_CONNECTIVITY, HNSW_EXPANSION_ADD
-
-    out = {"index": f"usearch HNSW (M={HNSW_CONNECTIVITY}, ef_construction={HNSW_EXPANSION_ADD}, {dtype})",
+    out = {"index": f"usearch HNSW (M={connectivity}, ef_construction={expansion_add}, {dtype})",
            "build_s": round(build, 1),
            "build_threads": 2, "memory_mb": round(mem / 2**20, 1),
            "memory_mb_per_million": round(mem / 2**20 * 1e6 / len(base), 1), "file_mb": round(len(blob) / 2**20, 1),
@@ -200,7 +200,9 @@ def bench_pgvector(base, queries, truth, workdir: Path, efs=(40, 100)):
                     ids = conn.execute("SELECT id FROM bench ORDER BY v <#> %s::vector LIMIT 10", (lit,)).fetchall()
                     times.append(time.perf_counter() - t0)
                     found.append(np.array([r[0] for r in ids] + [-1] * (10 - len(ids))))
-                rows.append({"ef_search": ef, **pct(times), "recall_at_10": round(recall(np.array(found), truth), 4)})
+                found = np.array(found)
+                rows.append({"ef_search": ef, **pct(times), "recall_at_10": round(recall(found, truth), 4),
+                             "recall_at_1": round(float(np.mean(found[:, 0] == truth[:, 0])), 4)})
                 print(f"    pgvector ef={ef}: {rows[-1]}", flush=True)
             plan = "\n".join(r[0] for r in conn.execute(
                 "EXPLAIN SELECT id FROM bench ORDER BY v <#> %s::vector LIMIT 10",
@@ -259,6 +261,10 @@ def main() -> None:
     ap.add_argument("--pg-sizes", default="100000,1000000")
     ap.add_argument("--gallery-size", type=int, default=100000)
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--connectivity", type=int, default=16, help="usearch HNSW M")
+    ap.add_argument("--expansion-add", type=int, default=64, help="usearch HNSW ef_construction")
+    ap.add_argument("--efs", default="64,128,256", help="usearch ef_search values to measure")
+    ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     cache = load_cache()
@@ -295,12 +301,13 @@ def main() -> None:
             truth = exact_topk(base, queries)
             row = {"exact": bench_exact(base, queries), "ground_truth_s": round(time.perf_counter() - t0, 1)}
             print(f"    exact: {row['exact']}", flush=True)
-            row["usearch"] = bench_hnsw(base, queries, truth)
+            row["usearch"] = bench_hnsw(base, queries, truth, tuple(int(e) for e in args.efs.split(",")),
+                                        connectivity=args.connectivity, expansion_add=args.expansion_add)
             if n in pg_sizes:
                 row["pgvector"] = bench_pgvector(base, queries, truth, tmp)
             out["sizes"][str(n)] = row
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps(out, indent=2))
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(out, indent=2))
             del base
             gc.collect()
         if args.gallery_size:
@@ -311,8 +318,8 @@ def main() -> None:
             print(f"gallery path at {n:,}", flush=True)
             out["gallery_sqlite"] = bench_gallery(base, queries, names_all, n, tmp)
             print(f"    {out['gallery_sqlite']}", flush=True)
-    RESULTS.write_text(json.dumps(out, indent=2))
-    print(f"wrote {RESULTS}")
+    Path(args.out).write_text(json.dumps(out, indent=2))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -99,8 +99,8 @@ class Lookalike:
 
 
 def candidate_count(top_k: int, n_vectors: int) -> int:
-    """How many nearest photos to fetch so that top_k people come out of them."""
-    return min(n_vectors, max(200, 40 * top_k)) if n_vectors else 0
+    """How many nearest photos to fetch so that top_k people come out of them (people have several photos)."""
+    return min(n_vectors, max(50, 10 * top_k)) if n_vectors else 0
 
 
 def rank_people(gallery: "Gallery", queries: np.ndarray, top_k: int, scoring: str = DEFAULT_SCORING

@@ -20,7 +20,8 @@ import numpy as np
 HNSW_THRESHOLD = 20_000      # vectors; below this exact search is both fast and exact
 HNSW_CONNECTIVITY = 16       # M: links per node
 HNSW_EXPANSION_ADD = 64      # efConstruction (pgvector's default too); 128 doubled build time here
-HNSW_EXPANSION_SEARCH = 96   # ef: recall@10 >= 0.99 at 1M (benchmarks/search_scale.py)
+HNSW_EXPANSION_SEARCH = 128  # ef: recall@10 0.962 at 100k, p50 2.3 ms (benchmarks/search_scale.py); a gallery
+                             # search asks for >= 50 photos, and usearch then uses ef >= 50
 
 
 def as_matrix(vectors: np.ndarray) -> np.ndarray:

@@ -329,7 +329,7 @@ class SqliteStore(Store):
         return {pid: np.stack(v) for pid, v in out.items()}
 
     def vector_count(self) -> int:
-        return int(self.read("SELECT COUNT(*) FROM embeddings WHERE model = ?", (self.model.name,))[0][0])
+        return len(self.search_index().index)  # COUNT(*) scans the table: 10+ ms at 100k rows
 
     def version(self) -> int:
         return self.change_seq()

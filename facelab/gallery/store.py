@@ -21,6 +21,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import StoreError
+from ..models.registry import file_sha256  # noqa: F401  (re-exported: enrolment hashes photos with it)
 
 SCHEMA_VERSION = 1
 DEFAULT_MODEL = "sface"
@@ -134,12 +135,6 @@ def split_model_name(name: str) -> tuple[str, bool]:
     return (name[: -len("+flip")] if flip else name), flip
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Store(ABC):

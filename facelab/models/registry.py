@@ -126,7 +126,8 @@ def model_path(spec: ModelSpec | str) -> Path:
     return Path(dist.locate_file(spec.path))
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB chunks (model files, gallery photos, exports)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -136,7 +137,7 @@ def _sha256(path: Path) -> str:
 
 @lru_cache(maxsize=None)
 def _checked(path: Path, size: int, mtime: float, expected: str | None) -> str:
-    return _sha256(path)
+    return file_sha256(path)
 
 
 def verify_model(spec: ModelSpec | str) -> Path:

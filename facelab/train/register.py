@@ -7,7 +7,6 @@ Classifiers carry their labels and input spec; embedders their LFW-calibrated ve
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 import tomllib
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
+from ..models.registry import file_sha256
 from . import TrainingError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,40}$")
@@ -50,7 +50,7 @@ def register_run(run_dir: str | Path, name: str | None = None, task: str | None 
     counts = config.get("counts", {})
     entry: dict[str, Any] = {
         "task": task or ("embedding" if config["task"] == "embedder" else "classification"),
-        "file": f"models/{name}.onnx", "sha256": _sha256(dest), "bytes": dest.stat().st_size,
+        "file": f"models/{name}.onnx", "sha256": file_sha256(dest), "bytes": dest.stat().st_size,
         "licence": licence, "licence_source": "user-trained with facelab train",
         "training_data": f"{config['dataset']} ({', '.join(f'{s} {sum(c.values())}' for s, c in counts.items())} photos)",
         "default_ok": False, "description": f"trained by facelab train ({config['task']}, run {run.path.resolve()})",
@@ -85,13 +85,6 @@ def _read(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ModelError(f"{path} is not valid TOML ({exc}); fix or remove it") from None
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _table(name: str, entry: dict[str, Any]) -> str:

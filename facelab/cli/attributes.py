@@ -1,13 +1,12 @@
 """Attribute commands: analyze (age, gender, expression, eyewear, mask, skin tone, emoticon) and emoticon."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from ..errors import EXIT_OK, FacelabError, NoFaceError
-from .common import batch_exit_code, echo_json, error_record, handle_errors
+from .common import echo_json, finish_batch, handle_errors, record_failure
 
 
 def _attribute_list(value: str | None):
@@ -89,12 +88,8 @@ def analyze(photos, as_json, draw, attributes):
             if not faces:
                 click.echo(f"facelab: error: {src}: no face found", err=True)
         except FacelabError as err:
-            records.append(error_record(src, err))
-            codes.append(err.exit_code)
-            click.echo(f"facelab: error: {err}", err=True)
-    if as_json:
-        echo_json(records if len(photos) > 1 else records[0])
-    sys.exit(batch_exit_code(codes))
+            record_failure(records, codes, src, err)
+    finish_batch(records, codes, as_json)
 
 
 @click.command()

@@ -48,5 +48,19 @@ def error_record(source: str, err: FacelabError) -> dict[str, Any]:
     return {"file": source, "error": {"code": err.code, "message": str(err)}}
 
 
+def record_failure(records: list, codes: list[int], source: str, err: FacelabError) -> None:
+    """One input of a batch failed: note it in the output records, print one line, and go on."""
+    records.append(error_record(source, err))
+    codes.append(err.exit_code)
+    click.echo(f"facelab: error: {err}", err=True)
+
+
+def finish_batch(records: list, codes: list[int], as_json: bool) -> None:
+    """Print the batch's JSON (one record for one input) and exit with the batch's code."""
+    if as_json:
+        echo_json(records if len(records) > 1 else records[0])
+    sys.exit(batch_exit_code(codes))
+
+
 def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, ensure_ascii=False))

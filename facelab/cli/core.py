@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, FacelabError, NoFaceError
-from .common import batch_exit_code, echo_json, error_record, handle_errors
+from .common import batch_exit_code, echo_json, finish_batch, handle_errors, record_failure
 
 class EmbedderName(click.ParamType):
     """A built-in embedder, or a user model of task "embedding" registered with `facelab models add`."""
@@ -76,12 +76,8 @@ def detect(photos, as_json, draw, min_size, min_score, max_yaw, max_pitch, max_r
             if not as_json:
                 _print_faces(src, rgb.shape, faces)
         except FacelabError as err:
-            records.append(error_record(src, err))
-            codes.append(err.exit_code)
-            click.echo(f"facelab: error: {err}", err=True)
-    if as_json:
-        echo_json(records if len(photos) > 1 else records[0])
-    sys.exit(batch_exit_code(codes))
+            record_failure(records, codes, src, err)
+    finish_batch(records, codes, as_json)
 
 
 def _print_faces(src, shape, faces):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import echo_json, handle_errors
+from .common import echo_json, finish_batch, handle_errors, record_failure
 from .core import models
 from .eval import eval_group
 
@@ -233,7 +233,6 @@ def predict(model, photos, top, as_json):
     model). With classes of people this is a look-alike ranking."""
     from ..errors import EXIT_OK, FacelabError
     from ..train.predict import load_classifier
-    from .common import batch_exit_code, error_record
 
     clf = load_classifier(model)
     records, codes = [], []
@@ -245,12 +244,8 @@ def predict(model, photos, top, as_json):
             if not as_json:
                 click.echo(f"{src}: " + ", ".join(f"{r['class']} {100 * r['probability']:.1f} %" for r in rec["ranking"]))
         except FacelabError as err:
-            records.append(error_record(src, err))
-            codes.append(err.exit_code)
-            click.echo(f"facelab: error: {err}", err=True)
-    if as_json:
-        echo_json(records if len(photos) > 1 else records[0])
-    sys.exit(batch_exit_code(codes))
+            record_failure(records, codes, src, err)
+    finish_batch(records, codes, as_json)
 
 
 def _guarded(fn, out):

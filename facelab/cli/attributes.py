@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from ..errors import EXIT_OK, FacelabError, NoFaceError
-from .common import echo_json, finish_batch, handle_errors, record_failure
+from .common import drawing_path, echo_json, finish_batch, handle_errors, record_failure
 
 
 def _attribute_list(value: str | None):
@@ -76,10 +76,7 @@ def analyze(photos, as_json, draw, attributes):
                             "faces": [f.to_dict() for f in faces]})
             codes.append(EXIT_OK if faces else NoFaceError.exit_code)
             if draw:
-                out = Path(draw)
-                if len(photos) > 1:
-                    out.mkdir(parents=True, exist_ok=True)
-                    out = out / (Path(src).stem + "_attributes.jpg")
+                out = drawing_path(draw, src, len(photos), "_attributes.jpg")
                 save_image(draw_faces(rgb, faces, [_label(f) for f in faces]), out)
             if not as_json:
                 click.echo(f"{src}: {len(faces)} face{'s' if len(faces) != 1 else ''}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -60,6 +61,15 @@ def finish_batch(records: list, codes: list[int], as_json: bool) -> None:
     if as_json:
         echo_json(records if len(records) > 1 else records[0])
     sys.exit(batch_exit_code(codes))
+
+
+def drawing_path(draw: str, source: str, n_photos: int, suffix: str) -> Path:
+    """Where `--draw` writes: the given file for one photo; inside it, as a folder, for several."""
+    out = Path(draw)
+    if n_photos > 1:
+        out.mkdir(parents=True, exist_ok=True)
+        out = out / (Path(source).stem + suffix)
+    return out
 
 
 def echo_json(obj: Any) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, FacelabError, NoFaceError
-from .common import batch_exit_code, echo_json, finish_batch, handle_errors, record_failure
+from .common import drawing_path, batch_exit_code, echo_json, finish_batch, handle_errors, record_failure
 
 class EmbedderName(click.ParamType):
     """A built-in embedder, or a user model of task "embedding" registered with `facelab models add`."""
@@ -68,10 +68,7 @@ def detect(photos, as_json, draw, min_size, min_score, max_yaw, max_pitch, max_r
                             "faces": [f.to_dict() for f in faces]})
             codes.append(EXIT_OK if faces else NoFaceError.exit_code)
             if draw:
-                out = Path(draw)
-                if len(photos) > 1:
-                    out.mkdir(parents=True, exist_ok=True)
-                    out = out / (Path(src).stem + "_faces.jpg")
+                out = drawing_path(draw, src, len(photos), "_faces.jpg")
                 save_image(draw_faces(rgb, faces), out)
             if not as_json:
                 _print_faces(src, rgb.shape, faces)

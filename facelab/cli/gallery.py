@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..errors import EXIT_NEGATIVE, EXIT_OK, EXIT_PARTIAL, FacelabError, NoFaceError
-from .common import batch_exit_code, echo_json, error_record, handle_errors
+from .common import batch_exit_code, echo_json, finish_batch, handle_errors, record_failure
 
 GALLERY_HELP = "Gallery: a SQLite file (people.db) or postgresql://user@host/db (pgvector)."
 
@@ -92,9 +92,7 @@ def add(person, photos, location, timeout, model, face, as_json):
                 if not as_json:
                     click.echo(f"added {src} as photo {rec.id} of {person}")
             except FacelabError as err:
-                records.append(error_record(src, err))
-                codes.append(err.exit_code)
-                click.echo(f"facelab: error: {err}", err=True)
+                record_failure(records, codes, src, err)
     finally:
         g.close()
     if as_json:
@@ -306,14 +304,10 @@ def identify(photos, location, timeout, top_k, threshold, far, scoring, as_json)
                 if not as_json:
                     _print_identification(src, results)
             except FacelabError as err:
-                records.append(error_record(src, err))
-                codes.append(err.exit_code)
-                click.echo(f"facelab: error: {err}", err=True)
+                record_failure(records, codes, src, err)
     finally:
         g.close()
-    if as_json:
-        echo_json(records if len(photos) > 1 else records[0])
-    sys.exit(batch_exit_code(codes))
+    finish_batch(records, codes, as_json)
 
 
 def _print_identification(src, results):
@@ -353,11 +347,7 @@ def lookalike(photos, location, timeout, as_json):
                         click.echo(f"{src} #{r.face.index}: looks like {r.person} ({r.similarity:.3f}), most of "
                                    f"all {photo.get('source') or 'photo ' + str(photo.get('id'))}")
             except FacelabError as err:
-                records.append(error_record(src, err))
-                codes.append(err.exit_code)
-                click.echo(f"facelab: error: {err}", err=True)
+                record_failure(records, codes, src, err)
     finally:
         g.close()
-    if as_json:
-        echo_json(records if len(photos) > 1 else records[0])
-    sys.exit(batch_exit_code(codes))
+    finish_batch(records, codes, as_json)

@@ -139,7 +139,10 @@ def _config(epochs, batch_size, optimizer, lr, weight_decay, patience, augment, 
 @train.command("classifier")
 @click.argument("dataset_dir", metavar="DATASET", type=click.Path(file_okay=False))
 @click.option("--method", type=click.Choice(["head", "cnn"]), default="head", show_default=True,
-              help="head: on frozen SFace embeddings (seconds); cnn: a CNN trained on the crops.")
+              help="head: on frozen features of a pretrained network (seconds); cnn: a CNN trained on the crops.")
+@click.option("--features", type=click.Choice(["sface", "gender_v1", "age_v1"]), default="sface", show_default=True,
+              help="Head: which frozen features. sface: identity embedding; gender_v1 / age_v1: penultimate layer "
+                   "of the CC0 networks (gender_v1 was itself trained for gender: the head is transfer learning).")
 @click.option("--backbone", type=click.Choice(["resnet", "mobilefacenet"]), default="resnet", show_default=True)
 @click.option("--input-size", type=click.IntRange(32, 224), default=56, show_default=True,
               help="CNN input side (the 112 crop is resized inside the network).")
@@ -148,8 +151,8 @@ def _config(epochs, batch_size, optimizer, lr, weight_decay, patience, augment, 
 @click.option("--init", type=click.Path(exists=True), help="CNN: start the backbone from an embedder run (fine-tuning).")
 @_common_train_options
 @handle_errors
-def classifier(dataset_dir, method, backbone, input_size, width, hidden, init, out, epochs, batch_size, optimizer,
-               lr, weight_decay, patience, augment, device, no_amp, threads, seed, resume, as_json):
+def classifier(dataset_dir, method, features, backbone, input_size, width, hidden, init, out, epochs, batch_size,
+               optimizer, lr, weight_decay, patience, augment, device, no_amp, threads, seed, resume, as_json):
     """Train a classifier of the dataset's classes; writes a run folder with metrics, plots, checkpoint, ONNX."""
     from ..train.classifier import train_classifier
 
@@ -157,7 +160,7 @@ def classifier(dataset_dir, method, backbone, input_size, width, hidden, init, o
                   default_epochs=30 if method == "head" else 8, default_lr=1e-2 if method == "head" else 2e-3)
     result = _guarded(lambda: train_classifier(dataset_dir, out, method=method, backbone=backbone,
                                                input_size=input_size, width=width, hidden=hidden, cfg=cfg,
-                                               resume=resume, init=init), out)
+                                               resume=resume, init=init, features=features), out)
     if as_json:
         echo_json(result)
         return

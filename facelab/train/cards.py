@@ -51,6 +51,14 @@ def _input_text(config) -> str:
     arch = config["arch"]
     if config.get("input_kind") == "sface_embedding":
         return "128-d SFace unit vector of the 112x112 ArcFace-aligned crop (input `embedding`, float32 N x 128)"
+    if config.get("input_kind") == "features":
+        f = config["features"]
+        return (f"{f['feature_dim']}-d `{f['feature_layer']}` of the pretrained `{f['feature_model']}` network, "
+                f"frozen (input `features`, float32 N x {f['feature_dim']}; standardised inside the graph). "
+                f"That network was trained for **{f['feature_pretrained_for']}**"
+                + (": this head is transfer learning from a gender model, not gender learned from the training "
+                   "photos alone" if f["feature_pretrained_for"] == "gender" else "")
+                + f"; its {f['feature_chip']}x{f['feature_chip']} dlib chip is cut from the aligned crop")
     return (f"{arch['crop_size']}x{arch['crop_size']} ArcFace-aligned crop, RGB 0-255 float32 NCHW (input `crop`); "
             f"resized to {arch['input_size']} and normalised inside the graph")
 

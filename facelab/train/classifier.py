@@ -1,8 +1,9 @@
 """`facelab train classifier`: two ways to learn classes of faces.
 
-- method "head": a linear (or one-hidden-layer) head on frozen SFace embeddings. Embeddings are computed once
-  and cached in the dataset folder, so training takes seconds on a CPU. Best when classes are identities or
-  follow identity (gender), since SFace was trained to separate people.
+- method "head": a linear (or one-hidden-layer) head on frozen features of a pretrained network (`features`:
+  SFace embeddings by default, or the penultimate layer of the gender_v1 / age_v1 networks, see features.py).
+  Features are computed once and cached in the dataset folder, so training takes seconds on a CPU. SFace suits
+  identity classes (it was trained to separate people); a head on gender_v1 is transfer from a gender model.
 - method "cnn": a small CNN (ResNet-ish or MobileFaceNet-like) trained on the aligned crops with
   augmentation, optionally initialised from an embedder run (`init`: fine-tuning). Slower, learns what the
   embedding does not keep (expression, eyewear...).
@@ -20,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from . import DatasetError, TrainingError
-from .data import check_trainable, labels_of, open_dataset, sface_embeddings
+from .data import check_trainable, labels_of, open_dataset
+from .features import dataset_features, feature_spec
 from .runs import Run, default_run_dir
 
 METHODS = ("head", "cnn")
@@ -29,7 +31,7 @@ METHODS = ("head", "cnn")
 def train_classifier(dataset: str | Path, out: str | Path | None = None, method: str = "head",
                      backbone: str = "resnet", input_size: int = 56, width: int | None = None, hidden: int = 0,
                      cfg=None, resume: bool = False, init: str | Path | None = None, progress: bool = True,
-                     min_train_per_class: int = 2) -> dict[str, Any]:
+                     min_train_per_class: int = 2, features: str = "sface") -> dict[str, Any]:
     import torch
     from torch import nn
 
@@ -42,6 +44,9 @@ def train_classifier(dataset: str | Path, out: str | Path | None = None, method:
     cfg = cfg or TrainConfig()
     if method not in METHODS:
         raise TrainingError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    spec = feature_spec(features)
+    if method == "cnn" and features != "sface":
+        raise TrainingError(f"features {features!r} are for --method head; the CNN learns its own from the crops")
     if method == "cnn" and backbone not in BACKBONES:
         raise TrainingError(f"unknown backbone {backbone!r}; known: {', '.join(BACKBONES)}")
     ds = open_dataset(dataset)
@@ -55,12 +60,16 @@ def train_classifier(dataset: str | Path, out: str | Path | None = None, method:
                                f"{ds.crop_size}px crops")
     run.create(resume)
     rows = {s: ds.split(s) for s in ("train", "val", "test")}
-    bar = _embed_bar if progress else None
+    bar = _embed_bar(spec.name) if progress else None
     if method == "head":
-        arch = {"kind": "head", "embedding_model": "sface", "embedding_dim": 128, "hidden": hidden,
+        arch = {"kind": "head", "embedding_model": spec.name, "embedding_dim": spec.dim, "hidden": hidden,
                 "num_classes": len(classes), "classes": classes, "crop_size": ds.crop_size}
-        data = {s: sface_embeddings(ds, r, bar) for s, r in rows.items()}
-        input_kind, input_name = "sface_embedding", "embedding"
+        data = {s: dataset_features(ds, r, spec.name, bar) for s, r in rows.items()}
+        if spec.name == "sface":  # unchanged since before --features: SFace heads trained earlier still load
+            input_kind, input_name = "sface_embedding", "embedding"
+        else:
+            arch.update(standardize=True, feature_layer=spec.layer)
+            input_kind, input_name = "features", "features"
     else:
         arch = {"kind": "cnn", "backbone": backbone, "input_size": input_size, "crop_size": ds.crop_size,
                 "width": width or (32 if backbone == "resnet" else 64), "num_classes": len(classes),
@@ -71,12 +80,15 @@ def train_classifier(dataset: str | Path, out: str | Path | None = None, method:
     if method == "cnn" and not cfg.augment:
         cfg.augment = "brightness,contrast,crop,flip"
     model = build_model(arch)
+    if arch.get("standardize"):
+        model.set_standardization(data["train"])  # resume: the checkpoint's buffers replace these
     if init and not resume:
         _init_backbone(model, init, arch)
     counts = np.bincount(labels["train"], minlength=len(classes)).astype(np.float64)
     weights = torch.tensor(counts.sum() / (len(classes) * np.maximum(counts, 1)), dtype=torch.float32)
     config = {"task": "classifier", "method": method, "dataset": str(ds.root.resolve()), "arch": arch,
               "train": cfg.to_dict(), "init": str(init) if init else None, "input_kind": input_kind,
+              "features": spec.to_dict() if method == "head" else None,
               "counts": {s: ds.counts(s) for s in ("train", "val", "test")}, "warnings": warnings,
               "parameters": count_parameters(model), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     if resume:  # refuse another architecture before touching the run's files
@@ -103,18 +115,21 @@ def train_classifier(dataset: str | Path, out: str | Path | None = None, method:
     sample = np.concatenate([data["test"][:16], data["val"][:16], data["train"][:16]])[:16]
     if sample.dtype == np.uint8:  # NHWC crops -> the NCHW float the graph takes
         sample = sample.transpose(0, 3, 1, 2).astype(np.float32)
+    feature_meta = spec.to_dict() if method == "head" else {}
     export = export_onnx(WithSoftmax(model), sample, run.onnx, input_name, "probabilities",
-                         {"facelab_task": "classifier", "labels": ",".join(classes), "input_kind": input_kind})
+                         {"facelab_task": "classifier", "labels": ",".join(classes), "input_kind": input_kind,
+                          **feature_meta})
     from .predict import OnnxClassifier
 
-    onnx_model = OnnxClassifier(run.onnx, classes, input_kind)
+    onnx_model = OnnxClassifier(run.onnx, classes, input_kind, features=feature_meta)
     test = None
     if len(data["test"]):
         probs = onnx_model.run(data["test"])
         test = evaluate_arrays(probs, labels["test"], classes, [r["file"] for r in rows["test"]])
     summary = _summary(state, export, test, labels, classes, device)
     run.write_json("summary.json", summary)
-    config["export"] = {**export, "labels": classes, "input_kind": input_kind, "crop_size": ds.crop_size}
+    config["export"] = {**export, "labels": classes, "input_kind": input_kind, "crop_size": ds.crop_size,
+                        **feature_meta}
     run.write_json("config.json", config)
     run.plot_curves(state["history"])
     if test:
@@ -183,7 +198,10 @@ def _summary(state, export, test, labels, classes, device) -> dict[str, Any]:
     return out
 
 
-def _embed_bar(items):
-    from tqdm import tqdm
+def _embed_bar(name: str):
+    def bar(items):
+        from tqdm import tqdm
 
-    return tqdm(items, desc="SFace embeddings (cached)", unit="batch", leave=False, disable=None)
+        return tqdm(items, desc=f"{name} features (cached)", unit="batch", leave=False, disable=None)
+
+    return bar

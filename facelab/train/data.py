@@ -111,22 +111,6 @@ def labels_of(rows: list[dict[str, Any]], classes: list[str]) -> np.ndarray:
 
 def sface_embeddings(ds: FaceDataset, rows: list[dict[str, Any]], progress=None) -> np.ndarray:
     """SFace vectors of the crops, cached in DATASET/embeddings/sface.npz (keyed by crop file)."""
-    check_crop_size(ds, 112, "the frozen SFace head")
-    cache_file = ds.root / "embeddings" / "sface.npz"
-    cache: dict[str, np.ndarray] = {}
-    if cache_file.exists():
-        with np.load(cache_file) as z:
-            cache = dict(zip(z["files"].tolist(), z["vectors"]))
-    missing = [r for r in rows if r["file"] not in cache]
-    if missing:
-        from ..pipeline import get_embedder
+    from .features import dataset_features
 
-        embedder = get_embedder("sface")
-        chunks = [missing[i:i + 64] for i in range(0, len(missing), 64)]
-        for chunk in (progress(chunks) if progress else chunks):
-            vecs = embedder.embed_crops(ds.load_crops(chunk))
-            cache.update(zip((r["file"] for r in chunk), vecs))
-        cache_file.parent.mkdir(exist_ok=True)
-        files = sorted(cache)
-        np.savez(cache_file, files=np.array(files), vectors=np.stack([cache[f] for f in files]))
-    return np.stack([cache[r["file"]] for r in rows]).astype(np.float32) if rows else np.zeros((0, 128), np.float32)
+    return dataset_features(ds, rows, "sface", progress)

@@ -55,10 +55,10 @@ def evaluate_classifier(run_or_model: str | Path, dataset: str | Path, split: st
     if not rows:
         raise DatasetError(f"dataset {ds.root} has no {split!r} photos")
     y = labels_of(rows, model.labels)
-    if model.input_kind == "sface_embedding":
-        from .data import sface_embeddings
+    if model.features:  # the same cached features the head was trained on
+        from .features import dataset_features
 
-        probs = model.run(sface_embeddings(ds, rows, progress))
+        probs = model.run(dataset_features(ds, rows, model.features, progress))
     else:
         probs = np.concatenate([model.run(ds.load_crops(rows[i:i + 256])) for i in range(0, len(rows), 256)])
     report = evaluate_arrays(probs, y, model.labels, [r["file"] for r in rows])

@@ -130,16 +130,30 @@ class CropClassifier(nn.Module):
 
 
 class EmbeddingHead(nn.Module):
-    """Frozen face embedding -> class logits (the fast way): linear, or one hidden layer."""
+    """Frozen face embedding -> class logits (the fast way): linear, or one hidden layer.
+
+    arch["standardize"]: features with no fixed scale (a CNN's ReLU activations, unlike SFace's unit vectors)
+    are standardised with the training set's mean and spread, kept as buffers so the ONNX export does it too."""
 
     def __init__(self, arch: dict[str, Any]):
         super().__init__()
         dim, hidden, n = arch["embedding_dim"], arch.get("hidden", 0), arch["num_classes"]
+        self.standardize = bool(arch.get("standardize"))
+        if self.standardize:
+            self.register_buffer("mean", torch.zeros(dim))
+            self.register_buffer("scale", torch.ones(dim))
         self.net = (nn.Linear(dim, n) if not hidden else
                     nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
                                   nn.Dropout(arch.get("dropout", 0.2)), nn.Linear(hidden, n)))
 
+    def set_standardization(self, features) -> None:
+        x = torch.as_tensor(features, dtype=torch.float32)
+        self.mean.copy_(x.mean(0))
+        self.scale.copy_(x.std(0).clamp_min(1e-6))  # a dead ReLU unit (constant 0) must not divide by zero
+
     def forward(self, x):
+        if self.standardize:
+            x = (x - self.mean) / self.scale
         return self.net(x)
 
 

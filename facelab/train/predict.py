@@ -2,7 +2,9 @@
 
 Input kinds (stored with the model):
 - "aligned_crop": the ONNX takes (N, 3, S, S) float RGB 0-255, the ArcFace-aligned crop facelab makes;
-- "sface_embedding": the ONNX takes (N, 128) SFace unit vectors, computed here from the aligned crop.
+- "sface_embedding": the ONNX takes (N, 128) SFace unit vectors, computed here from the aligned crop;
+- "features": the ONNX takes frozen features of a pretrained network (`features`: gender_v1, age_v1), computed
+  here from the aligned crop exactly as in training (features.py); the model stores which network and layer.
 """
 from __future__ import annotations
 
@@ -16,12 +18,21 @@ from . import DatasetError, TrainingError
 
 
 class OnnxClassifier:
-    def __init__(self, path: str | Path, labels: list[str], input_kind: str, crop_size: int = 112, name: str = ""):
+    def __init__(self, path: str | Path, labels: list[str], input_kind: str, crop_size: int = 112, name: str = "",
+                 features: dict[str, Any] | None = None):
         import onnxruntime as ort
 
-        if input_kind not in ("aligned_crop", "sface_embedding"):
+        from .features import check_spec
+
+        if input_kind not in ("aligned_crop", "sface_embedding", "features"):
             raise TrainingError(f"unknown classifier input kind {input_kind!r}")
+        if input_kind == "features" and not (features or {}).get("features"):
+            raise TrainingError(f"{path}: a head on frozen features that does not say which (no 'features' entry)")
         self.labels, self.input_kind, self.crop_size = list(labels), input_kind, int(crop_size)
+        # Which frozen features the head reads (None: it takes crops). Checked now, not at the first photo.
+        self.features = (check_spec(features).name if input_kind == "features" else
+                         "sface" if input_kind == "sface_embedding" else None)
+        self._extractor = None
         self.name = name or Path(path).stem
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
@@ -37,7 +48,8 @@ class OnnxClassifier:
         export = config.get("export")
         if not export or not run.onnx.is_file():
             raise TrainingError(f"{run_dir}: no exported model (the run did not finish)")
-        return cls(run.onnx, export["labels"], export["input_kind"], export.get("crop_size", 112), run.path.name)
+        return cls(run.onnx, export["labels"], export["input_kind"], export.get("crop_size", 112), run.path.name,
+                   features=export)
 
     @classmethod
     def from_registry(cls, name: str) -> "OnnxClassifier":
@@ -47,10 +59,11 @@ class OnnxClassifier:
         extra = spec.extra
         if "labels" not in extra or "input_kind" not in extra:
             raise TrainingError(f"model {name!r} is not a facelab-trained classifier (no labels / input_kind)")
-        return cls(verify_model(spec), extra["labels"], extra["input_kind"], extra.get("crop_size", 112), name)
+        return cls(verify_model(spec), extra["labels"], extra["input_kind"], extra.get("crop_size", 112), name,
+                   features=extra)
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
-        """Probabilities (N, classes) for crops (uint8 NHWC) or embeddings (float N x 128), per input kind."""
+        """Probabilities (N, classes) for crops (uint8 NHWC) or feature vectors (float N x dim), per input kind."""
         if self.input_kind == "aligned_crop":
             if inputs.dtype != np.uint8:
                 raise TrainingError("this classifier takes aligned crops (uint8 images)")
@@ -65,12 +78,13 @@ class OnnxClassifier:
 
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
         """Probabilities for aligned crops, whatever the model's input kind."""
-        if self.input_kind == "sface_embedding":
-            from ..pipeline import get_embedder
+        if self.features:
+            from .features import FeatureExtractor
 
             if crops.shape[1:3] != (112, 112):
-                raise DatasetError(f"the SFace head takes 112x112 crops, got {crops.shape[2]}x{crops.shape[1]}")
-            return self.run(get_embedder("sface").embed_crops(crops))
+                raise DatasetError(f"the {self.features} head takes 112x112 crops, got {crops.shape[2]}x{crops.shape[1]}")
+            self._extractor = self._extractor or FeatureExtractor(self.features)
+            return self.run(self._extractor(crops))
         return self.run(crops)
 
     def rank_image(self, image, top_k: int = 5, face_index: int | None = None) -> dict[str, Any]:
@@ -99,4 +113,5 @@ def load_classifier(ref: str | Path) -> OnnxClassifier:
 
 
 def describe(model: OnnxClassifier) -> str:
-    return json.dumps({"labels": model.labels, "input_kind": model.input_kind, "crop_size": model.crop_size})
+    return json.dumps({"labels": model.labels, "input_kind": model.input_kind, "crop_size": model.crop_size,
+                       "features": model.features})

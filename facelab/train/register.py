@@ -63,9 +63,9 @@ def register_run(run_dir: str | Path, name: str | None = None, task: str | None 
         if export.get("verification"):
             entry["verification"] = export["verification"]
     else:
-        entry.update(labels=export["labels"], input_kind=export["input_kind"],
-                     input=("128-d SFace unit vector of the 112x112 aligned crop" if export["input_kind"] == "sface_embedding"
-                            else f"{export['crop_size']}x{export['crop_size']} ArcFace-aligned crop, RGB 0-255 float32 NCHW"))
+        entry.update(labels=export["labels"], input_kind=export["input_kind"], input=_input_text(export))
+        # A head must name the frozen features it reads, so prediction computes them as training did.
+        entry.update({k: v for k, v in export.items() if k.startswith("feature")})
         if summary.get("test"):
             entry["test_accuracy"] = summary["test"]["accuracy"]
     existing[name] = entry
@@ -75,6 +75,15 @@ def register_run(run_dir: str | Path, name: str | None = None, task: str | None 
                    + "\n".join(_table(n, e) for n, e in existing.items()))
     tmp.replace(toml_file)
     return {"name": name, "registry": str(toml_file), **entry}
+
+
+def _input_text(export: dict[str, Any]) -> str:
+    if export["input_kind"] == "sface_embedding":
+        return "128-d SFace unit vector of the 112x112 aligned crop"
+    if export["input_kind"] == "features":
+        return (f"{export['feature_dim']}-d {export['feature_layer']} of {export['feature_model']} (trained for "
+                f"{export['feature_pretrained_for']}), from the 112x112 aligned crop (facelab.train.features)")
+    return f"{export['crop_size']}x{export['crop_size']} ArcFace-aligned crop, RGB 0-255 float32 NCHW"
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -121,6 +121,18 @@ def test_main_face_is_the_largest_near_the_centre(astronaut):
     assert pick_main_face([small_centre, big_corner, medium_centre], (512, 512)) is medium_centre
 
 
+def test_main_face_is_the_subject_not_a_bigger_bystander_at_the_edge(lfw):
+    # LFW labels the face at the centre; here a larger face at the right edge is a bystander.
+    path = lfw_image(lfw, "Julianne_Moore", 1)
+    from facelab.pipeline import pick_main_face
+
+    faces = facelab.detect(path)
+    assert len(faces) == 2
+    main = pick_main_face(faces, (250, 250))
+    assert abs(main.center[0] - 125) < 20 and abs(main.center[1] - 125) < 20
+    assert main.area < max(f.area for f in faces)  # the test is about the bigger face losing
+
+
 # Pairs from LFW View 2 (deep-funneled images): golden same/different decisions.
 SAME = [("Abel_Pacheco", 1, "Abel_Pacheco", 4), ("Akhmed_Zakayev", 1, "Akhmed_Zakayev", 3),
         ("Colin_Powell", 1, "Colin_Powell", 2)]

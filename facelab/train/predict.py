@@ -87,19 +87,26 @@ class OnnxClassifier:
             return self.run(self._extractor(crops))
         return self.run(crops)
 
+    def predict_faces(self, rgb: np.ndarray, faces) -> np.ndarray:
+        """Probabilities (N, classes) for detected faces of the RGB photo they were found in: the aligned crop
+        facelab made, re-cut from the photo when the model takes another size. `train predict` and the
+        attribute a registered classifier becomes in `facelab analyze` both come here."""
+        from ..align import align_face
+
+        crops = [f.aligned if f.aligned.shape[0] == self.crop_size else align_face(rgb, f.landmarks, self.crop_size)
+                 for f in faces]
+        if not crops:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return self.predict_crops(np.stack(crops))
+
     def rank_image(self, image, top_k: int = 5, face_index: int | None = None) -> dict[str, Any]:
         """The main face of a photo (or `face_index`), ranked against the classes (look-alike / prediction)."""
-        from ..align import align_face
+        from ..images import load_image
         from ..pipeline import shared_analysis
 
-        analysis = shared_analysis()
-        face, n = analysis.main_face(image, face_index)
-        crop = face.aligned if face.aligned.shape[0] == self.crop_size else None
-        if crop is None:
-            from ..images import load_image
-
-            crop = align_face(load_image(image), face.landmarks, self.crop_size)
-        probs = self.predict_crops(crop[None])[0]
+        rgb = load_image(image)
+        face, n = shared_analysis().main_face(rgb, face_index)
+        probs = self.predict_faces(rgb, [face])[0]
         order = np.argsort(-probs)[:top_k]
         return {"face": face.to_dict(), "faces_in_photo": n, "model": self.name,
                 "ranking": [{"class": self.labels[i], "probability": round(float(probs[i]), 4)} for i in order]}

@@ -314,4 +314,6 @@ def add(run_dir, name, task, licence, replace, as_json):
     if entry["task"] == "embedding":
         click.echo(f"  use it: facelab verify A.jpg B.jpg --model {entry['name']}")
     else:
-        click.echo(f"  use it: facelab train predict {entry['name']} PHOTO  (labels: {', '.join(entry['labels'][:8])})")
+        click.echo(f"  use it: facelab analyze PHOTO --attributes {entry['name']}  (labels: "
+                   f"{', '.join(entry['labels'][:8])}{', ...' if len(entry['labels']) > 8 else ''})")
+        click.echo(f"      or: facelab train predict {entry['name']} PHOTO")

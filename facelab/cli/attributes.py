@@ -1,4 +1,5 @@
-"""Attribute commands: analyze (age, gender, expression, eyewear, mask, skin tone, emoticon) and emoticon."""
+"""Attribute commands: analyze (age, gender, expression, eyewear, mask, skin tone, emoticon, user classifiers) and
+emoticon."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,7 +23,9 @@ def _attribute_list(value: str | None):
 def _summary(face) -> str:
     a = face.attributes
     parts = []
-    for name in ("age", "gender", "expression", "eyewear", "mask", "skin_tone"):
+    builtin = ("age", "gender", "expression", "eyewear", "mask", "skin_tone", "emoticon")
+    # then registered user classifiers, reported like the built-in classifiers
+    for name in [*builtin[:-1], *(n for n in a if n not in builtin)]:
         if name not in a:
             continue
         v = a[name].get("value")
@@ -54,10 +57,12 @@ def _label(face) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one record per photo).")
 @click.option("--draw", type=click.Path(dir_okay=True), help="Write the photo with faces and labels drawn (a folder for several photos).")
 @click.option("--attributes", "attributes", metavar="NAMES",
-              help="Comma-separated subset (age,gender,expression,eyewear,mask,skin_tone,emoticon); only their models run.")
+              help="Comma-separated subset (age,gender,expression,eyewear,mask,skin_tone,emoticon, or a classifier "
+                   "registered with `facelab models add`); only their models run. Default: all of them.")
 @handle_errors
 def analyze(photos, as_json, draw, attributes):
-    """Describe every face: age, gender, expression, eyewear, mask, skin tone and its emoticon.
+    """Describe every face: age, gender, expression, eyewear, mask, skin tone, its emoticon and what the
+    classifiers registered with `facelab models add` say (each under its model name).
 
     Attributes of faces that are too small, blurred or turned are withheld (null, with a reason).
     Exit code 4 if a photo has no face; 7 if some photos of several failed.

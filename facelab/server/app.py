@@ -147,9 +147,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post("/v1/analyze", response_model=schemas.DetectResponse, dependencies=read, responses=ERRORS,
               openapi_extra=image_body("image"), tags=["faces"])
     async def analyze(request: Request, attributes: Optional[str] = Query(
-            None, pattern=r"^[a-z_]+(,[a-z_]+)*$", max_length=200,
-            description="comma-separated subset, e.g. age,gender (default: all; see /v1/health)")):
-        """Every face with its attributes (age, gender, expression, eyewear, mask, skin tone, emoticon)."""
+            None, pattern=r"^[a-z][a-z0-9_]*(,[a-z][a-z0-9_]*)*$", max_length=200,
+            description="comma-separated subset, e.g. age,gender or a registered user classifier's name "
+                        "(default: all; see /v1/health)")):
+        """Every face with its attributes (age, gender, expression, eyewear, mask, skin tone, emoticon, and the
+        classifiers registered with `facelab models add`, each under its model name)."""
         analyze_fn = features.api("analyze")
         (rgb,) = await images(request, "image")
         faces = await infer(analyze_fn, rgb, attributes.split(",") if attributes else None)

@@ -14,6 +14,19 @@ SHARED_DATA = Path(os.environ.get("FACELAB_SHARED_DATA", ROOT.parent / "shared" 
 LFW = SHARED_DATA / "lfw"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_facelab_home(tmp_path_factory):
+    """Tests never read or write the user's real $FACELAB_HOME: its registered classifiers would become default
+    attributes of analyze(). Tests that need one set their own (env= / monkeypatch)."""
+    old = os.environ.get("FACELAB_HOME")
+    os.environ["FACELAB_HOME"] = str(tmp_path_factory.mktemp("facelab_home"))
+    yield
+    if old is None:
+        os.environ.pop("FACELAB_HOME", None)
+    else:
+        os.environ["FACELAB_HOME"] = old
+
+
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     from skimage import data

@@ -40,7 +40,8 @@ class UserClassifier(Analyser):
         except FacelabError as exc:  # e.g. a head whose feature spec this facelab cannot compute
             raise ModelError(f"user model {self.name!r} cannot be used: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - onnxruntime refusing the file: say which model, in one line
-            raise ModelError(f"user model {self.name!r} cannot be loaded: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"user model {self.name!r} cannot be loaded: {why}") from None
 
     def predict(self, rgb: np.ndarray, faces) -> None:
         labels = self.model.labels

@@ -93,8 +93,8 @@ class OnnxClassifier:
         attribute a registered classifier becomes in `facelab analyze` both come here."""
         from ..align import align_face
 
-        crops = [f.aligned if f.aligned.shape[0] == self.crop_size else align_face(rgb, f.landmarks, self.crop_size)
-                 for f in faces]
+        size = self.crop_size
+        crops = [f.aligned if f.aligned.shape[0] == size else align_face(rgb, f.landmarks, size) for f in faces]
         if not crops:
             return np.zeros((0, len(self.labels)), np.float32)
         return self.predict_crops(np.stack(crops))

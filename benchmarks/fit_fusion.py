@@ -35,13 +35,14 @@ def utk_dlib_mean(n: int) -> tuple[np.ndarray, int]:
     def box(path: str) -> dict:
         rgb = load_image(path)
         faces = analysis.detect_rgb(rgb)
-        return {"found": bool(faces), "box": np.asarray(pick_main_face(faces, rgb.shape).box if faces
-                                                        else (np.nan,) * 4, dtype=np.float64)}
+        main = pick_main_face(faces, rgb.shape) if faces else None
+        return {"found": bool(faces),
+                "landmarks": np.asarray(main.landmarks if main else np.full((5, 2), np.nan), dtype=np.float64)}
 
-    det = run_stage("utk_det", files, box)
+    det = run_stage("utk_det_lm", files, box)
     kept = [f for f, ok in zip(files, det["found"]) if ok]
-    boxes = {f: b for f, b, ok in zip(files, det["box"], det["found"]) if ok}
-    vecs = dlib_stage(kept, boxes, tag="utk_dlib", root=None)["dlib"]
+    landmarks = {f: lm for f, lm, ok in zip(files, det["landmarks"], det["found"]) if ok}
+    vecs = dlib_stage(kept, landmarks, tag="utk_dlib_v1", root=None)["dlib"]
     return vecs.mean(0), len(kept)
 
 
@@ -90,7 +91,7 @@ def main() -> None:
     from lfw_verify import cached_sface
 
     _, sf = cached_sface()
-    dl = dict(np.load(ROOT / "out" / "lfw_cache" / "dlib.npz"))
+    dl = dict(np.load(ROOT / "out" / "lfw_cache" / "dlib_v1.npz"))
     idx_s = {n: i for i, n in enumerate(sf["names"])}
     idx_d = {n: i for i, n in enumerate(dl["names"])}
     if args.pairs == "view1":
@@ -120,7 +121,7 @@ def main() -> None:
         "dlib_mean": [round(float(x), 6) for x in mean],
         "fitted": {
             "dlib_mean": f"mean unit dlib descriptor of {n_utk} UTKFace faces (../shared/data/utkface), "
-                         "YuNet boxes",
+                         "dlib shape in the HOG-like box from YuNet's landmarks",
             "sface_weight": f"best accuracy (threshold chosen on the same pairs) on {source}; grid step 0.02, "
                             "middle of the best plateau",
             "accuracy_at_weight": dict((f"{a:.2f}", round(b, 5)) for a, b in curve),

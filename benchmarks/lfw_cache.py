@@ -153,9 +153,10 @@ def sface_stage(names: list[str], landmarks: dict[str, np.ndarray], tag: str, ro
     return run_stage(tag, names, one)
 
 
-def dlib_stage(names: list[str], boxes: dict[str, np.ndarray], tag: str = "dlib", root: Path | None = LFW,
+def dlib_stage(names: list[str], landmarks: dict[str, np.ndarray], tag: str = "dlib_v1", root: Path | None = LFW,
                mirror: bool = False) -> dict[str, np.ndarray]:
-    """dlib ResNet via DlibEmbedder (its 5-point shape inside the YuNet box, 150 px chip); unit vectors."""
+    """dlib ResNet via DlibEmbedder (its 5-point shape inside the HOG-like box placed from the face's YuNet
+    landmarks, 150 px chip); unit vectors. (Tags without "_v1" cached vectors from the YuNet box.)"""
     from facelab.faces import Face
     from facelab.images import load_image
     from facelab.pipeline import get_embedder
@@ -164,7 +165,7 @@ def dlib_stage(names: list[str], boxes: dict[str, np.ndarray], tag: str = "dlib"
 
     def one(name: str) -> dict:
         img = load_image(root / "images" / name if root is not None else name)
-        face = Face(box=tuple(boxes[name]), score=1.0, landmarks=np.zeros((5, 2)))
+        face = Face(box=(0.0, 0.0, 1.0, 1.0), score=1.0, landmarks=landmarks[name])  # dlib uses landmarks only
         t0 = time.perf_counter()
         chips = net.chips(img, [face])
         v = np.array(net._net.compute_face_descriptor(chips), dtype=np.float32)
@@ -213,8 +214,8 @@ def face_recognition_stage(names: list[str], root: Path = LFW, tag: str = "face_
     return run_stage(tag, names, one)
 
 
-def dlib_mirror_stage(names: list[str], boxes: dict[str, np.ndarray], root: Path = LFW,
-                      tag: str = "dlib_mirror") -> dict[str, np.ndarray]:
+def dlib_mirror_stage(names: list[str], landmarks: dict[str, np.ndarray], root: Path = LFW,
+                      tag: str = "dlib_mirror_v1") -> dict[str, np.ndarray]:
     """dlib ResNet on the mirror image of the same chip (for `dlib_resnet+flip`); unit vectors."""
     from facelab.faces import Face
     from facelab.images import load_image
@@ -224,7 +225,7 @@ def dlib_mirror_stage(names: list[str], boxes: dict[str, np.ndarray], root: Path
 
     def one(name: str) -> dict:
         img = load_image(root / "images" / name)
-        chip = net.chips(img, [Face(box=tuple(boxes[name]), score=1.0, landmarks=np.zeros((5, 2)))])[0]
+        chip = net.chips(img, [Face(box=(0.0, 0.0, 1.0, 1.0), score=1.0, landmarks=landmarks[name])])[0]
         v = np.array(net._net.compute_face_descriptor([np.ascontiguousarray(chip[:, ::-1])]), np.float32)[0]
         return {"dlib_mirror": v / np.linalg.norm(v)}
 

@@ -136,14 +136,13 @@ def main() -> None:
     det = detect_stage(names)
     found = det["found"].astype(bool)
     sf, refined = sface_vectors(names, det, get_detector())
-    boxes = det["box"].copy()
-    boxes[~found] = np.nanmedian(det["box"][found], axis=0)
+    landmarks = dict(zip(names, pipeline_landmarks(det, get_detector())[0]))  # what facelab's dlib branch sees
     # dlib's ResNet costs ~10x SFace here: it runs on the images of the first --dlib-folds folds (in fold order,
     # so that an interrupted run still covers whole folds), and every dlib figure says how many folds it used.
     dl_folds = min(args.dlib_folds, folds)
     dl_pairs = [p for p in pairs if p.fold < dl_folds]
     dl_names = list(dict.fromkeys(n for p in dl_pairs for n in (p.a, p.b)))
-    dl = dlib_stage(dl_names, dict(zip(names, boxes)), "dlib") if dl_names else {"dlib": [], "t_embed": []}
+    dl = dlib_stage(dl_names, landmarks) if dl_names else {"dlib": [], "t_embed": []}
     d_vec = np.full((len(names), 128), np.nan, np.float32)
     t_dl = np.full(len(names), np.nan)
     for j, n in enumerate(dl_names):
@@ -154,7 +153,7 @@ def main() -> None:
     fl_names = list(dict.fromkeys(n for p in fl_pairs for n in (p.a, p.b)))
     d_flip = np.full((len(names), 128), np.nan, np.float32)
     if fl_names:
-        mirror = dlib_mirror_stage(fl_names, dict(zip(names, boxes)))["dlib_mirror"]
+        mirror = dlib_mirror_stage(fl_names, landmarks)["dlib_mirror"]
         for j, n in enumerate(fl_names):
             d_flip[index[n]] = flip_average(d_vec[index[n]], mirror[j])
 

@@ -75,11 +75,31 @@ class SFaceEmbedder:
         return self.embed_crops(crops)
 
 
+# dlib's 5-point predictor was trained inside its HOG detector's boxes; given YuNet's boxes (narrower, placed
+# differently) it lands its points less well. So the dlib branch places a HOG-like square from the 5 landmarks:
+# fitted on 499 LFW View 1 faces (HOG box vs YuNet landmarks: centre 0.458 of the way from the eye midpoint to
+# the mouth midpoint and 0.096 of that distance across it, side 2.43 times it). On LFW View 2 folds 1-2 dlib's
+# accuracy went from 98.00 % (YuNet box) to 98.58 % (this box); re-running HOG itself gave 98.00 %.
+DLIB_CHIP = "hog-like box from landmarks, v1"
+
+
+def hog_like_box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
+    """left, top, right, bottom of the square dlib's HOG detector would draw around this face."""
+    lm = np.asarray(landmarks, np.float64)
+    eyes, mouth = (lm[0] + lm[1]) / 2, (lm[3] + lm[4]) / 2
+    down = mouth - eyes
+    dist = max(float(np.hypot(*down)), 1e-6)
+    across = np.array([-down[1], down[0]]) / dist
+    cx, cy = eyes + 0.458 * down + 0.096 * dist * across
+    half = 2.43 * dist / 2
+    return cx - half, cy - half, cx + half, cy + half
+
+
 class DlibEmbedder:
     """dlib's ResNet descriptor (the face_recognition package's model), made unit-length for cosine scoring.
 
-    It needs dlib's own alignment: dlib's 5-point predictor runs inside the detected box, then
-    `get_face_chip(150, padding 0.25)`, exactly as face_recognition does.
+    It needs dlib's own alignment: dlib's 5-point predictor runs inside a HOG-like box (`hog_like_box`), then
+    `get_face_chip(150, padding 0.25)`, as face_recognition does.
     """
 
     dim = 128
@@ -97,8 +117,7 @@ class DlibEmbedder:
 
         out = []
         for f in faces:
-            x, y, w, h = f.box
-            rect = dlib.rectangle(int(round(x)), int(round(y)), int(round(x + w)), int(round(y + h)))
+            rect = dlib.rectangle(*(int(round(v)) for v in hog_like_box(f.landmarks)))
             out.append(dlib.get_face_chip(rgb, self._shape(rgb, rect), size=150, padding=0.25))
         return out
 

@@ -160,3 +160,17 @@ def test_importing_facelab_loads_no_heavy_library():
     code = "import sys, facelab; print(' '.join(m for m in ('cv2', 'onnxruntime', 'dlib', 'PIL') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_dlib_branch_places_the_box_its_shape_predictor_was_trained_on(astronaut):
+    # dlib's 5-point predictor expects HOG detector boxes: the box placed from YuNet's landmarks must match one.
+    import dlib
+
+    from facelab.embedders import hog_like_box
+
+    face = facelab.detect(astronaut)[0]
+    hog = max(dlib.get_frontal_face_detector()(astronaut, 1), key=lambda r: r.area())
+    l, t, r, b = hog_like_box(face.landmarks)
+    inter = max(0, min(r, hog.right()) - max(l, hog.left())) * max(0, min(b, hog.bottom()) - max(t, hog.top()))
+    union = (r - l) * (b - t) + hog.area() - inter
+    assert inter / union > 0.7

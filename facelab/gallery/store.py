@@ -107,14 +107,17 @@ class ModelInfo:
 
 def model_info(name: str) -> ModelInfo:
     """Identify an embedder without loading it: name, dimension and a fingerprint of what produces its vectors."""
-    from ..embedders import EMBEDDERS, FUSION_FILE
+    from ..embedders import DLIB_CHIP, EMBEDDERS, FUSION_FILE, registered_embedder_names
     from ..errors import ModelError
     from ..models.registry import get_model
 
     base = name.split("+")[0].split("/")[0]
-    if base not in EMBEDDERS:
-        raise ModelError(f"unknown embedding model {name!r}; known: {', '.join(EMBEDDERS)}")
+    user = registered_embedder_names() if base not in EMBEDDERS else []
+    if base not in EMBEDDERS and base not in user:
+        raise ModelError(f"unknown embedding model {name!r}; known: {', '.join([*EMBEDDERS, *user])}")
     parts: dict[str, Any] = {"name": name}
+    if base in ("dlib_resnet", "fused"):
+        parts["dlib_chip"] = DLIB_CHIP  # how dlib's face box is placed changes its vectors
     if base == "fused":
         parts["sface"] = get_model("sface").sha256
         parts["dlib_resnet"] = get_model("dlib_resnet").sha256

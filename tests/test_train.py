@@ -235,6 +235,14 @@ def test_embedder_with_lfw_pairs_becomes_a_verify_model(built, lfw, home, tmp_pa
     doc = json.loads(out.stdout)
     assert doc["model"] == "tiny_face" and doc["source"].startswith("LFW View 2")
     assert run_cli("verify", a, b, "--model", "no_such_model").returncode == 2
+    # ... and a gallery model: enrol with it, then identify (the gallery remembers its model)
+    g = tmp_path / "tiny.db"
+    out = run_cli("gallery", "add", "Colin_Powell", imgs["Colin_Powell"][0], "--gallery", g, "--model", "tiny_face",
+                  env=env)
+    assert out.returncode == 0, out.stderr
+    out = run_cli("identify", imgs["Colin_Powell"][1], "--gallery", g, "--json", env=env)
+    assert out.returncode in (0, 1), out.stderr
+    assert "tiny_face" in run_cli("gallery", "stats", "--gallery", g, "--json", env=env).stdout
 
 
 def test_augmentations_keep_range_and_shape_and_change_pixels():

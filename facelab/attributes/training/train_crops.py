@@ -63,9 +63,10 @@ def augment(x):
     # low resolution (small / blurred faces): down to 10-40 px and back, for half the batch
     lowres = torch.rand(n, device=dev) < 0.5
     if lowres.any():
-        side = int(torch.randint(10, 40, (1,)).item())
+        full = x.shape[-1]  # 10-40 px at 64, scaled for smaller inputs
+        side = int(torch.randint(10 * full // 64, 40 * full // 64, (1,)).item())
         small = F.interpolate(x[lowres], size=(side, side), mode="area")
-        x[lowres] = F.interpolate(small, size=(64, 64), mode="bilinear", align_corners=False)
+        x[lowres] = F.interpolate(small, size=(full, full), mode="bilinear", align_corners=False)
     grey = x.mean(1, keepdim=True)
     sat = 1 + (torch.rand(n, 1, 1, 1, device=dev) * 2 - 1) * 0.4
     x = grey + (x - grey) * sat

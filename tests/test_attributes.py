@@ -269,9 +269,10 @@ def test_fer_crop_greys_after_warping():
     assert np.abs(before.astype(int) - fer_crop(rgb, marks)).max() <= 1
 
 
-def test_age_reads_the_face_alone_and_gender_the_mirror_too(astronaut):
-    """Age: one age_v1 pass (value = calibration of the raw output); gender: face + mirror average."""
-    from facelab.attributes.age_gender import AgeGenderModels, dlib_chips, prepare, raw_age
+def test_age_reads_the_face_alone_and_gender_three_framings_and_mirrors(astronaut):
+    """Age: one age_v1 pass on the package's chip (value = calibration of the raw output); gender: the average of
+    gender_v1 over the chips at paddings 0.15 / 0.2 / 0.25 and their mirror images; raw = the package's chip."""
+    from facelab.attributes.age_gender import GENDER_PADDINGS, AgeGenderModels, dlib_chips, prepare, raw_age
 
     face = facelab.analyze(astronaut, ["age", "gender"])[0]
     models = AgeGenderModels()
@@ -279,8 +280,12 @@ def test_age_reads_the_face_alone_and_gender_the_mirror_too(astronaut):
     age = models.age.run(None, {"images": prepare([chips[1]])})[0]
     assert face.attributes["age"]["raw"] == round(float(raw_age(age)[0]), 1)
     assert face.attributes["age"]["value"] == round(float(models.head(age)[0]), 1)
-    g = models.gender.run(None, {"images": prepare([chips[0], np.ascontiguousarray(chips[0][:, ::-1])])})[0]
-    assert face.attributes["gender"]["probability"] == round(float(max(g.mean(0))), 4)
+    framed = dlib_chips(astronaut, face, [(32, p) for p in GENDER_PADDINGS])
+    framed += [np.ascontiguousarray(c[:, ::-1]) for c in framed]
+    g = np.concatenate([models.gender.run(None, {"images": prepare([c])})[0] for c in framed])
+    assert face.attributes["gender"]["probability"] == pytest.approx(float(max(g.mean(0))), abs=2e-4)
+    plain = models.gender.run(None, {"images": prepare([chips[0]])})[0]
+    assert face.attributes["gender"]["raw_male_probability"] == pytest.approx(float(plain[0, 1]), abs=2e-4)
 
 
 def test_cli_analyze_json_and_subset(astronaut_jpg, tmp_path):

@@ -6,8 +6,9 @@ separately; (RGB - means) / 256, NCHW float32; softmax in the graph; age = sum(p
 The package itself is never imported: facelab loads the ONNX files through its registry.
 
 The raw age under-estimates older faces, so facelab applies a calibration head (`age_calibration`,
-trained here on UTKFace) on the 81 class probabilities (card: models/cards/age_calibration.md). Gender averages the
-face and its mirror image; age reads the face alone (measured trade-off: models/cards/age_calibration.md).
+trained here on UTKFace) on the 81 class probabilities (card: models/cards/age_calibration.md). Gender averages
+three framings of the face and their mirror images; age reads the face alone (measured trade-offs:
+models/cards/age_calibration.md).
 """
 from __future__ import annotations
 
@@ -34,8 +35,16 @@ def _shape_predictor():
     return dlib.shape_predictor(str(verify_model("dlib_shape5")))
 
 
-def dlib_chips(rgb: np.ndarray, face: Face, sizes=(GENDER_SIZE, AGE_SIZE)) -> list[np.ndarray]:
-    """The package's chips for `face`: dlib 5-point shape in the face box, one chip per size (padding 0.2).
+# Gender reads 3 framings of the face (dlib padding 0.15, 0.2, 0.25) and their mirror images, averaged: gender_v1
+# is a 32x32 network (~0.5 ms a pass), and this set lifted LFW gender 98.28 -> 98.54 % and UTKFace 86.29 ->
+# 86.89 % over padding 0.2 + mirror (card: models/cards/age_calibration.md).
+GENDER_PADDINGS = (0.15, 0.2, 0.25)
+PACKAGE_CHIPS = ((GENDER_SIZE, CHIP_PADDING), (AGE_SIZE, CHIP_PADDING))
+
+
+def dlib_chips(rgb: np.ndarray, face: Face, specs=PACKAGE_CHIPS) -> list[np.ndarray]:
+    """Chips for `face` as the package cuts them: dlib 5-point shape in the face box, then one chip per
+    (size, padding) in `specs` (default: the package's 32x32 gender and 64x64 age chips, padding 0.2).
     YuNet's box, not dlib's HOG box: mapping one onto the other moved gender by <= 0.15 pt and age by 0.12 years
     (models/cards/age_calibration.md), within noise."""
     import dlib
@@ -44,8 +53,8 @@ def dlib_chips(rgb: np.ndarray, face: Face, sizes=(GENDER_SIZE, AGE_SIZE)) -> li
     rect = dlib.rectangle(int(x), int(y), int(x + w), int(y + h))
     image = np.ascontiguousarray(rgb)
     shape = _shape_predictor()(image, rect)
-    return [np.ascontiguousarray(dlib.extract_image_chip(image, dlib.get_face_chip_details(shape, s, CHIP_PADDING)))
-            for s in sizes]
+    return [np.ascontiguousarray(dlib.extract_image_chip(image, dlib.get_face_chip_details(shape, s, pad)))
+            for s, pad in specs]
 
 
 def prepare(chips: list[np.ndarray]) -> np.ndarray:
@@ -76,6 +85,22 @@ class AgeGenderModels:
         if self.age is not None:
             age = self.age.run(None, {"images": prepare([c[1] for c in chips])})[0]
         return age, gender
+
+    def chips_for_use(self, rgb: np.ndarray, face: Face) -> tuple[list[np.ndarray], np.ndarray]:
+        """(the gender chips, one per GENDER_PADDINGS, and the 64x64 age chip) from one shape prediction."""
+        chips = dlib_chips(rgb, face, [(GENDER_SIZE, p) for p in GENDER_PADDINGS] + [(AGE_SIZE, CHIP_PADDING)])
+        return chips[:-1], chips[-1]
+
+    def gender_tta(self, gender_chips: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """For each face's GENDER_PADDINGS chips: (gender_v1 on the package's own chip alone [N,2], the average
+        over all chips and their mirror images [N,2]), in one batch."""
+        k = len(GENDER_PADDINGS)
+        flat = [c for chips in gender_chips for c in chips]
+        flat += [np.ascontiguousarray(c[:, ::-1]) for c in flat]
+        out = self.gender.run(None, {"images": prepare(flat)})[0]
+        n = len(gender_chips)
+        per_face = np.concatenate([out[:n * k].reshape(n, k, 2), out[n * k:].reshape(n, k, 2)], axis=1)
+        return per_face[:, GENDER_PADDINGS.index(CHIP_PADDING)], per_face.mean(axis=1)
 
 
 def raw_age(age_probs: np.ndarray) -> np.ndarray:
@@ -125,13 +150,10 @@ class AgeGender(Analyser):
         self.models = AgeGenderModels(age="age" in self.wanted, gender="gender" in self.wanted)
 
     def predict(self, rgb, faces):
-        chips = [dlib_chips(rgb, f) for f in faces]
-        n = len(faces)
+        chips = [self.models.chips_for_use(rgb, f) for f in faces]
         age = gender = raw_gender = None
-        if self.models.gender is not None:  # face + mirror image in one batch: gender_v1 is cheap (32x32)
-            both = [c[0] for c in chips] + [np.ascontiguousarray(c[0][:, ::-1]) for c in chips]
-            out = self.models.gender.run(None, {"images": prepare(both)})[0]
-            raw_gender, gender = out[:n], (out[:n] + out[n:]) / 2
+        if self.models.gender is not None:  # 3 framings + mirrors in one batch: gender_v1 is cheap (32x32)
+            raw_gender, gender = self.models.gender_tta([c[0] for c in chips])
         if self.models.age is not None:  # face only: age_v1's mirror pass costs as much again for 0.1 year
             age = self.models.age.run(None, {"images": prepare([c[1] for c in chips])})[0]
         for i, face in enumerate(faces):

@@ -6,7 +6,8 @@ Needs `features.py utkface --age-gender` (and `features.py lfw_gender --age-gend
 Age: ridge regression on age_gender.age_features of the face's probabilities (raw expected age, spread, 5-year
 pooled probabilities; the face+mirror average is scored too), 5 image-disjoint folds on the UTKFace subset (UTKFace has no person ids;
 each image is its own group); MAE reported out-of-fold, overall and per age band; then refitted on all of it and
-saved as age_calibration.npz. Gender: gender_v1 accuracy, plain and image+mirror averaged (no fitting).
+saved as age_calibration.npz. Gender: gender_v1 accuracy, plain, image+mirror averaged, and as shipped (3 framings +
+mirrors; no fitting).
 """
 from __future__ import annotations
 
@@ -48,10 +49,15 @@ def gender_accuracy(d, age=None):
     avg = (d["gender_probs"][:, 1] + d["gender_probs_mirrored"][:, 1]) / 2 >= 0.5
     out = {"n": int(len(y)), "gender_v1": round(float((plain == y).mean()), 4),
            "gender_v1_mirror_average": round(float((avg == y).mean()), 4)}
+    shipped = d["gender_probs_shipped"][:, 1] >= 0.5 if "gender_probs_shipped" in d else None
+    if shipped is not None:  # 3 framings + mirrors, as the analyser reads it
+        out["shipped_3_paddings_and_mirrors"] = round(float((shipped == y).mean()), 4)
     if age is not None:
         for lo, hi in BANDS:
             sel = (age >= lo) & (age <= hi)
             out[f"mirror_average_{lo}-{hi}"] = round(float((avg[sel] == y[sel]).mean()), 4)
+            if shipped is not None:
+                out[f"shipped_{lo}-{hi}"] = round(float((shipped[sel] == y[sel]).mean()), 4)
     return out
 
 

@@ -7,6 +7,7 @@ resolution, colour). Trainings each leaving one source-image-disjoint fold out (
 (3-class, per-class recall, mask-vs-none; on the annotated box and on the YuNet box where YuNet found the face),
 averaging each crop with its mirror image; then one training on all data is exported to ONNX (mask_cnn.onnx).
 --with-none adds the unmasked LFW/web faces as "none" to every training (their own held-out fold is scored too).
+`train_mask.py --combine DATA OUT0 OUT1 ...` pools one-fold runs into out-of-fold figures.
 """
 import argparse
 import json
@@ -50,7 +51,31 @@ def summary(y, prob, sel=None, prior=None):
     return r
 
 
+def combine(data: str, dirs: list[str], tag: str = "mask_cnn") -> dict:
+    """Pool the held-out predictions of one-fold runs (each OUT has its fold's rows filled) into out-of-fold
+    figures over every fold run."""
+    npz = np.load(data)
+    y, folds, detected = npz["mask_label"], npz["mask_fold"], npz["mask_detected"]
+    answered = npz["mask_size"] >= 24
+    prob, prob_y, held = np.zeros((len(y), 3)), np.zeros((len(y), 3)), []
+    for d in dirs:
+        k = json.loads((Path(d) / f"{tag}_log.json").read_text())["held_out_folds"]
+        sel = np.isin(folds, k)
+        prob[sel] = np.load(Path(d) / f"{tag}_oof_prob.npy")[sel]
+        prob_y[sel] = np.load(Path(d) / f"{tag}_oof_prob_yunet_box.npy")[sel]
+        held += k
+    scored = np.isin(folds, held)
+    prior = np.bincount(y, minlength=3) / len(y)
+    return {"folds": sorted(held), "out_of_fold": summary(y, prob, scored, prior),
+            "out_of_fold_yunet_box": summary(y, prob_y, scored, prior),
+            "out_of_fold_yunet_box_answered": summary(y, prob_y, scored & detected & answered, prior),
+            "out_of_fold_no_prior": summary(y, prob, scored)}
+
+
 def main():
+    if sys.argv[1:2] == ["--combine"]:  # --combine DATA DIR...: pooled out-of-fold figures of one-fold runs
+        print(json.dumps(combine(sys.argv[2], sys.argv[3:]), indent=1))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="out/mask_crops.npz")
     ap.add_argument("--out", default="out/mask")

@@ -128,7 +128,9 @@ def heads(cache: Path) -> dict:
             out["eyewear"] = {"source": "recorded by train_crops.py (" + recorded["device"] + ")", **recorded["eyewear"]}
     log = ROOT / "facelab/models/cards/mask_cnn_train_log.json"
     if log.is_file():
-        out["mask"] = {"source": "recorded by train_mask.py, one held-out fold per run", **json.loads(log.read_text())}
+        recorded = json.loads(log.read_text())  # per-fold details stay in the log
+        out["mask"] = {"source": "recorded by train_mask.py (models/cards/mask_cnn_train_log.json)",
+                       "cv5": recorded.get("cv5"), "fold0": recorded.get("fold0", {}).get("held_out")}
     return out
 
 

@@ -104,7 +104,8 @@ def expression_lfw(data: Path) -> dict:
 
 def heads(cache: Path) -> dict:
     """Age calibration (out-of-fold, recomputed from the feature cache) and gender; eyewear/mask CNN out-of-fold
-    figures as recorded by their training run (train_crops.py, models/cards/crops_cnn_train_log.json)."""
+    figures as recorded by their training runs (train_crops.py: models/cards/crops_cnn_train_log.json; train_mask.py:
+    models/cards/mask_cnn_train_log.json)."""
     import io
     import shutil
     from contextlib import redirect_stdout
@@ -123,9 +124,13 @@ def heads(cache: Path) -> dict:
     log = ROOT / "facelab/models/cards/crops_cnn_train_log.json"
     if log.is_file():
         recorded = json.loads(log.read_text())
-        for task in ("eyewear", "mask"):
-            if task in recorded:
-                out[task] = {"source": "recorded by train_crops.py (" + recorded["device"] + ")", **recorded[task]}
+        if "eyewear" in recorded:
+            out["eyewear"] = {"source": "recorded by train_crops.py (" + recorded["device"] + ")", **recorded["eyewear"]}
+    log = ROOT / "facelab/models/cards/mask_cnn_train_log.json"
+    if log.is_file():
+        recorded = json.loads(log.read_text())  # per-fold details stay in the log
+        out["mask"] = {"source": "recorded by train_mask.py (models/cards/mask_cnn_train_log.json)",
+                       "cv5": recorded.get("cv5"), "fold0": recorded.get("fold0", {}).get("held_out")}
     return out
 
 

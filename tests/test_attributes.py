@@ -211,6 +211,83 @@ def test_masked_face_gets_no_expression_guess():
     assert facelab.analyze(path, ["expression"])[0].attributes["expression"]["value"] is not None  # mask not asked
 
 
+def test_mask_box_crop_reproduces_the_data_set_crop():
+    """heads.box_crop on the annotated box cuts what the data set's crop holds (box + 20 % per side), and
+    annotation_box maps YuNet's box near the annotated one, so training and use see the same region."""
+    import csv
+
+    import cv2
+
+    from facelab.attributes.heads import annotation_box, box_crop
+    from facelab.images import load_image
+
+    table = SHARED_DATA / "masks/crops.csv"
+    if not table.is_file():
+        pytest.skip(f"mask crops not found at {table}")
+    rows = {r["file"]: r for r in csv.DictReader(open(table))}
+    row = rows["with_mask/maksssksksss508_face01.jpg"]
+    rgb = load_image(SHARED_DATA / "masks" / row["file"])
+    ox, oy = int(row["crop_xmin"]), int(row["crop_ymin"])
+    box = [int(row["box_xmin"]) - ox, int(row["box_ymin"]) - oy, int(row["box_xmax"]) - ox, int(row["box_ymax"]) - oy]
+    crop = box_crop(rgb, box)
+    assert crop.shape == (64, 64, 3)
+    whole = cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA if rgb.shape[0] > 64 else cv2.INTER_LINEAR)
+    assert np.abs(crop.astype(int) - whole).mean() < 12  # the crop file is that region, up to a pixel of rounding
+    face = facelab.detect(rgb)[0]
+    mapped = annotation_box(face.box)
+    ann_w, ann_h = box[2] - box[0], box[3] - box[1]
+    assert abs((mapped[0] + mapped[2]) / 2 - (box[0] + box[2]) / 2) < 0.15 * ann_w
+    assert abs((mapped[1] + mapped[3]) / 2 - (box[1] + box[3]) / 2) < 0.15 * ann_h
+
+
+def test_mask_model_on_unmasked_and_masked_photos(astronaut, lfw):
+    """Unmasked portraits (the astronaut, LFW) are 'none'; a masked street face is 'mask'."""
+    assert facelab.analyze(astronaut, ["mask"])[0].attributes["mask"]["value"] == "none"
+    from facelab.images import load_image
+
+    for name in ("Aaron_Sorkin", "Angelina_Jolie", "Colin_Powell"):
+        path = lfw_image(lfw, name, 1)
+        if path.is_file():
+            assert facelab.analyze(load_image(path), ["mask"])[0].attributes["mask"]["value"] == "none", name
+
+
+def test_fer_crop_greys_after_warping():
+    """fer_crop warps the colour photo and greys the small result (cheaper on big photos): within one grey level
+    of greying the whole photo first."""
+    import cv2
+
+    from facelab.align import similarity_transform
+    from facelab.attributes.expression import FER_SIZE, FER_TEMPLATE, SUPERSAMPLE, fer_crop
+    from skimage import data
+
+    rgb = data.astronaut()
+    marks = facelab.detect(rgb)[0].landmarks
+    big = FER_SIZE * SUPERSAMPLE
+    grey = cv2.warpAffine(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), similarity_transform(marks, FER_TEMPLATE * SUPERSAMPLE),
+                          (big, big), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    before = cv2.resize(grey, (FER_SIZE, FER_SIZE), interpolation=cv2.INTER_AREA)
+    assert np.abs(before.astype(int) - fer_crop(rgb, marks)).max() <= 1
+
+
+def test_age_reads_the_face_alone_and_gender_three_framings_and_mirrors(astronaut):
+    """Age: one age_v1 pass on the package's chip (value = calibration of the raw output); gender: the average of
+    gender_v1 over the chips at paddings 0.15 / 0.2 / 0.25 and their mirror images; raw = the package's chip."""
+    from facelab.attributes.age_gender import GENDER_PADDINGS, AgeGenderModels, dlib_chips, prepare, raw_age
+
+    face = facelab.analyze(astronaut, ["age", "gender"])[0]
+    models = AgeGenderModels()
+    chips = dlib_chips(astronaut, face)
+    age = models.age.run(None, {"images": prepare([chips[1]])})[0]
+    assert face.attributes["age"]["raw"] == round(float(raw_age(age)[0]), 1)
+    assert face.attributes["age"]["value"] == round(float(models.head(age)[0]), 1)
+    framed = dlib_chips(astronaut, face, [(32, p) for p in GENDER_PADDINGS])
+    framed += [np.ascontiguousarray(c[:, ::-1]) for c in framed]
+    g = np.concatenate([models.gender.run(None, {"images": prepare([c])})[0] for c in framed])
+    assert face.attributes["gender"]["probability"] == pytest.approx(float(max(g.mean(0))), abs=2e-4)
+    plain = models.gender.run(None, {"images": prepare([chips[0]])})[0]
+    assert face.attributes["gender"]["raw_male_probability"] == pytest.approx(float(plain[0, 1]), abs=2e-4)
+
+
 def test_cli_analyze_json_and_subset(astronaut_jpg, tmp_path):
     drawn = tmp_path / "drawn.jpg"
     out = run_cli("analyze", astronaut_jpg, "--json", "--attributes", "gender,expression", "--draw", drawn)

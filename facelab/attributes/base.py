@@ -44,11 +44,14 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def onnx_session(path):
-    """A CPU onnxruntime session: 2 threads, no spinning (the machine is shared, faces are few)."""
+def onnx_session(path, extended_only: bool = False):
+    """A CPU onnxruntime session: 2 threads, no spinning (the machine is shared, faces are few).
+    extended_only: stop graph optimisation before the layout (NCHWc) passes, which made age_v1 2.2x slower here."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    if extended_only:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     opts.intra_op_num_threads = 2
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3

@@ -25,9 +25,10 @@ def fer_crop(rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
 
     big = FER_SIZE * SUPERSAMPLE
     m = similarity_transform(landmarks, FER_TEMPLATE * SUPERSAMPLE)
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    warped = cv2.warpAffine(grey, m, (big, big), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return cv2.resize(warped, (FER_SIZE, FER_SIZE), interpolation=cv2.INTER_AREA)
+    # warp the colour image, then grey the 192x192 result: greying the whole photo first cost ms per face
+    warped = cv2.warpAffine(rgb, m, (big, big), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    grey = cv2.cvtColor(warped, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey, (FER_SIZE, FER_SIZE), interpolation=cv2.INTER_AREA)
 
 
 class Expression(Analyser):

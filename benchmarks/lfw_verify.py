@@ -157,7 +157,7 @@ def main() -> None:
         for j, n in enumerate(fl_names):
             d_flip[index[n]] = flip_average(d_vec[index[n]], mirror[j])
 
-    fused = FusedEmbedder(load_models=False)
+    fused, fused_flip = FusedEmbedder(load_models=False), FusedEmbedder(flip=True, load_models=False)
     s_rgb, s_flip = sf["rgb"], flip_average(sf["rgb"], sf["rgb_mirror"])
     # per-image seconds: load, detect+align+pose/quality, the dlib roll check (+ re-detection where it fires)
     front = det["t_load"] + det["t_detect"] + det["t_refine"]
@@ -169,7 +169,7 @@ def main() -> None:
         ("dlib_resnet", d_vec, front + t_dl, dl_pairs),
         ("dlib_resnet+flip", d_flip, front + 2 * t_dl, fl_pairs),
         ("fused", fused.combine(s_rgb, d_vec), front + t_sf + t_dl, dl_pairs),
-        ("fused+flip", fused.combine(s_flip, d_vec), front + 2 * t_sf + t_dl, dl_pairs),
+        ("fused+flip", fused_flip.combine(s_flip, d_vec), front + 2 * t_sf + t_dl, dl_pairs),
     ]
 
     def evaluate(name, vec, t, subset):
@@ -265,8 +265,8 @@ def main() -> None:
         "detector": "YuNet 2023mar int8 (facelab pipeline: native size, dlib roll check)",
         "roll_refined_images": int(refined[np.unique(np.r_[ia, ib])].sum()),
         "roll_refinement_ablation": ablation,
-        "fusion": {"sface_weight": fused.weight, **(json.loads(FUSION_FILE.read_text()).get("fitted", {})
-                                                     if FUSION_FILE.exists() else {})},
+        "fusion": {"sface_weight": fused.weight, "sface_weight_flip": fused_flip.weight,
+                   **(json.loads(FUSION_FILE.read_text()).get("fitted", {}) if FUSION_FILE.exists() else {})},
         "command": "benchmarks/lfw_verify.py" + (f" --folds {folds}" if folds < 10 else ""),
         "results": {k: {kk: vv for kk, vv in v.items() if kk not in ("fold_thresholds",)} for k, v in results.items()},
     }

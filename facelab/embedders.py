@@ -139,9 +139,11 @@ class FusedEmbedder:
     """SFace and dlib together: the concatenation of both unit vectors, weighted, is one unit vector whose
     cosine is the weighted sum of the two models' cosines (score-level fusion that a vector index can search).
 
-    dlib vectors sit in a narrow cone (unrelated faces score ~0.9), so they are centred on a mean descriptor
-    first; the weight and the mean are data (`models/fusion.json`, whose "fitted" entry says on what:
-    benchmarks/fit_fusion.py fits the mean on UTKFace and the weight on labelled LFW pairs).
+    dlib vectors sit in a narrow cone (unrelated faces score ~0.9), so SFace's cosine gets a small weight (its
+    scores spread ~5x wider). The weights, one with and one without flip averaging, are data
+    (`models/fusion.json`, whose "fitted" entry says on what: benchmarks/fit_fusion.py fits them on LFW View 1).
+    It also compares dlib centred on a mean descriptor (from UTKFace) with plain dlib and stores a mean only if
+    centring wins on View 1 (it did not: 99.40 vs 99.56 %).
     `flip=True` flip-averages the SFace half only: mirroring dlib's chip too would double the costliest part
     (dlib's ResNet takes ~7x the CPU time of SFace here), and its gain has not been measured.
     """
@@ -153,13 +155,16 @@ class FusedEmbedder:
             self.sface = SFaceEmbedder(order=order, flip=flip)
             self.dlib = DlibEmbedder(flip=False)
         params = json.loads(FUSION_FILE.read_text()) if FUSION_FILE.exists() else {}
-        self.weight = float(params.get("sface_weight", 0.5))
-        self.dlib_mean = np.asarray(params.get("dlib_mean", np.zeros(128)), dtype=np.float32)
+        self.weight = float(params.get("sface_weight_flip" if flip else "sface_weight",
+                                       params.get("sface_weight", 0.5)))
+        mean = params.get("dlib_mean")
+        self.dlib_mean = None if mean is None else np.asarray(mean, dtype=np.float32)
         self.dim = 2 * 128
 
     def centre(self, d: np.ndarray) -> np.ndarray:
-        """dlib unit vectors, centred on the fitted mean and made unit-length again."""
-        return _unit(np.asarray(d, np.float32) - self.dlib_mean)
+        """dlib vectors as the fusion uses them: unit length, centred on the fitted mean first if there is one."""
+        d = _unit(np.asarray(d, np.float32))
+        return d if self.dlib_mean is None else _unit(d - self.dlib_mean)
 
     def combine(self, s: np.ndarray, d: np.ndarray) -> np.ndarray:
         """s: SFace unit vectors, d: dlib unit vectors -> fused unit vectors (cosine = w*cos_s + (1-w)*cos_d)."""

@@ -1,6 +1,8 @@
 """Detection, alignment, pose and embedding on real photos, with golden values."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -100,6 +102,23 @@ def test_embeddings_are_unit_vectors_tagged_with_their_model(astronaut, model):
     # The same face mirrored is still the same person, clearly
     mirrored = facelab.embed(astronaut[:, ::-1].copy(), model=model)[0].embedding
     assert float(v @ mirrored) > 0.6
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_fused_similarity_is_the_weighted_sum_of_the_two_models(lfw, flip):
+    """Each fusion variant uses its own fitted weight (models/fusion.json) on plain (uncentred) dlib vectors."""
+    from facelab.embedders import FUSION_FILE
+
+    params = json.loads(FUSION_FILE.read_text())
+    w = params["sface_weight_flip" if flip else "sface_weight"]
+    a, b = lfw_image(lfw, "Abdullah_Gul", 1), lfw_image(lfw, "Abdullah_Gul", 2)
+
+    def cos(model, f):  # verify compares the main faces (photo B also holds a bystander)
+        return facelab.verify(a, b, model=model, flip=f).similarity
+
+    fused, s, d = cos("fused", flip), cos("sface", flip), cos("dlib_resnet", False)
+    assert fused == pytest.approx(w * s + (1 - w) * d, abs=1e-4)
+    assert facelab.verify(a, b, model="fused", flip=flip).same  # at the fused model's own LFW threshold
 
 
 def test_flip_averaging_changes_the_vector_and_its_tag(astronaut):

@@ -287,7 +287,8 @@ def main() -> None:
         out["fused_weight_sweep_p1_rank1"] = {
             "note": "diagnostic only: the weight is chosen on the test probes themselves (main face, max scoring)",
             "rank1_by_sface_weight": fused_weight_sweep(cache)}
-        print(f"  fused weight sweep, P1 rank-1 (diagnostic): {out['fused_weight_sweep_p1_rank1']['rank1_by_sface_weight']}")
+        sweep = out["fused_weight_sweep_p1_rank1"]["rank1_by_sface_weight"]
+        print(f"  fused weight sweep, P1 rank-1 (diagnostic): {sweep}")
         for n_gallery, label in ((1, "P1"), (5, "P2")):
             fr = face_recognition_approach(n_gallery, cache, impostors, centred)
             out.setdefault("face_recognition_comparison", {})[label] = fr

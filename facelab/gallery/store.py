@@ -121,7 +121,8 @@ def model_info(name: str) -> ModelInfo:
     if base == "fused":
         parts["sface"] = get_model("sface").sha256
         parts["dlib_resnet"] = get_model("dlib_resnet").sha256
-        # The fusion weights (and a dlib mean, if one is fitted) change the vectors: a gallery made with other parameters is another model.
+        # The fusion weights (and a dlib mean, if one is fitted) change the vectors: a gallery made with other
+        # parameters is another model.
         parts["fusion"] = hashlib.sha256(FUSION_FILE.read_bytes()).hexdigest() if FUSION_FILE.exists() else None
         dim = 256
     else:

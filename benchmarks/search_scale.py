@@ -113,21 +113,25 @@ def bench_exact(base, queries, n_timed=100):
             "recall_at_10": 1.0, "timed_queries": n_timed}
 
 
-def bench_hnsw(base, queries, truth, efs=(64, 128, 256), dtype="f32", connectivity=16, expansion_add=64):
-    from facelab.gallery.index import HnswIndex
+def bench_hnsw(base, queries, truth, efs=(64, 128, 256), dtype="i8", connectivity=16, expansion_add=64,
+               rerank=True):
+    """usearch HNSW; with rerank, the graph's candidates are re-scored with the exact float32 vectors (here from
+    memory; the gallery reads them from its database), as facelab's gallery searches."""
+    from facelab.gallery.index import RERANK_CANDIDATES, HnswIndex
 
     idx = HnswIndex(DIM, dtype=dtype, connectivity=connectivity, expansion_add=expansion_add)
     t0 = time.perf_counter()
     idx.add(np.arange(len(base)), base)  # one insertion thread: see HnswIndex.add (usearch's parallel add races)
     build = time.perf_counter() - t0
     print(f"    usearch {dtype} build: {build:.1f} s for {len(base):,}", flush=True)
+    exact = (lambda ids: (ids, base[ids])) if rerank else None
     rows = []
     for ef in efs:
-        idx.index.expansion_search = ef
+        idx.ef = ef
         found, times = [], []
         for q in queries:
             t0 = time.perf_counter()
-            ids, _ = idx.search(q, 10, threads=1)
+            ids, _ = idx.search(q, 10, threads=1, exact=exact)
             times.append(time.perf_counter() - t0)
             found.append(ids[0])
         found = np.array(found)
@@ -141,7 +145,8 @@ def bench_hnsw(base, queries, truth, efs=(64, 128, 256), dtype="f32", connectivi
     t0 = time.perf_counter()
     HnswIndex.from_bytes(DIM, blob)
     load = time.perf_counter() - t0
-    out = {"index": f"usearch HNSW (M={connectivity}, ef_construction={expansion_add}, {dtype})",
+    out = {"index": f"usearch HNSW (M={connectivity}, ef_construction={expansion_add}, {dtype}"
+                    + (f", exact re-rank of {RERANK_CANDIDATES} candidates)" if rerank else ")"),
            "build_s": round(build, 1),
            "build_threads": 1, "memory_mb": round(mem / 2**20, 1),
            "memory_mb_per_million": round(mem / 2**20 * 1e6 / len(base), 1), "file_mb": round(len(blob) / 2**20, 1),
@@ -264,6 +269,8 @@ def main() -> None:
     ap.add_argument("--connectivity", type=int, default=16, help="usearch HNSW M")
     ap.add_argument("--expansion-add", type=int, default=64, help="usearch HNSW ef_construction")
     ap.add_argument("--efs", default="64,128,256", help="usearch ef_search values to measure")
+    ap.add_argument("--dtype", default="i8", help="usearch storage type (i8, f16, f32)")
+    ap.add_argument("--no-rerank", action="store_true", help="rank by the graph's own similarities")
     ap.add_argument("--pg-efs", default="40,100", help="pgvector hnsw.ef_search values to measure")
     ap.add_argument("--pg-m", type=int, default=16, help="pgvector HNSW m")
     ap.add_argument("--pg-ef-construction", type=int, default=64, help="pgvector HNSW ef_construction")
@@ -305,7 +312,7 @@ def main() -> None:
             row = {"exact": bench_exact(base, queries), "ground_truth_s": round(time.perf_counter() - t0, 1)}
             print(f"    exact: {row['exact']}", flush=True)
             row["usearch"] = bench_hnsw(base, queries, truth, tuple(int(e) for e in args.efs.split(",")),
-                                        connectivity=args.connectivity, expansion_add=args.expansion_add)
+                                        args.dtype, args.connectivity, args.expansion_add, not args.no_rerank)
             if n in pg_sizes:
                 row["pgvector"] = bench_pgvector(base, queries, truth, tmp,
                                                  tuple(int(e) for e in args.pg_efs.split(",")), args.pg_m,

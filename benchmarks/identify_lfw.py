@@ -262,6 +262,23 @@ def fused_weight_sweep(cache: dict) -> dict:
     return out
 
 
+def p1_misses(cache: dict, model: str = "sface") -> list[dict]:
+    """The P1 probes (main face, max scoring) whose best gallery match is someone else, to look at by eye."""
+    vecs = vectors_for(model, cache)
+    gal, probe, found = split(cache, 1)
+    sims = vecs[probe] @ vecs[gal].T
+    gal_names, probe_names = list(cache["name"][gal]), cache["name"][probe]
+    best = np.argmax(sims, axis=1)
+    out = []
+    for i in np.where((np.array(gal_names)[best] != probe_names) | ~found[probe])[0]:
+        own = sims[i, gal_names.index(probe_names[i])] if probe_names[i] in gal_names else None
+        out.append({"probe": str(cache["files"][probe][i]), "named": str(gal_names[best[i]]),
+                    "similarity": round(float(sims[i, best[i]]), 3),
+                    "own_gallery_photo": None if own is None else round(float(own), 3),
+                    "faces_in_photo": int(cache["n_faces"][probe][i])})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="sface,dlib_resnet,fused")
@@ -289,6 +306,7 @@ def main() -> None:
             "rank1_by_sface_weight": fused_weight_sweep(cache)}
         sweep = out["fused_weight_sweep_p1_rank1"]["rank1_by_sface_weight"]
         print(f"  fused weight sweep, P1 rank-1 (diagnostic): {sweep}")
+        out["p1_misses_sface"] = p1_misses(cache)
         for n_gallery, label in ((1, "P1"), (5, "P2")):
             fr = face_recognition_approach(n_gallery, cache, impostors, centred)
             out.setdefault("face_recognition_comparison", {})[label] = fr

@@ -131,3 +131,18 @@ def test_postgres_faults_are_clear(pg_uri):
         facelab.open_gallery("postgresql://nobody@127.0.0.1:1/none", timeout=1)
     with pytest.raises(StoreError, match="plain SQL identifier"):
         facelab.open_gallery(pg_uri + "#bad;name")
+
+
+def test_stats_warn_when_the_index_outgrows_shared_buffers(pg_uri):
+    from facelab.gallery.postgres import shared_buffers_warning
+
+    g = facelab.open_gallery(pg_uri + "#buffers")
+    try:
+        g.add_embeddings("Ann", np.eye(128, dtype=np.float32)[:3])
+        s = g.stats()
+        assert 0 < s["index_bytes"] < s["shared_buffers_bytes"]  # a small gallery fits: no warning
+        assert s["warnings"] == []
+    finally:
+        g.close()
+    assert shared_buffers_warning(2 * 2**30, 128 * 2**20).startswith("the HNSW index (2048 MB) is larger than")
+    assert shared_buffers_warning(100, 128 * 2**20) is None

@@ -172,7 +172,10 @@ def stats(location, timeout, as_json):
         echo_json(s)
         return
     for k, v in s.items():
-        click.echo(f"{k}: {json.dumps(v) if isinstance(v, dict) else v}")
+        if k != "warnings":
+            click.echo(f"{k}: {json.dumps(v) if isinstance(v, dict) else v}")
+    for warning in s.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
 
 
 @gallery.command("export")

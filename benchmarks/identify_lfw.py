@@ -250,13 +250,14 @@ def with_centre_faces(cache: dict) -> dict | None:
 def fused_weight_sweep(cache: dict) -> dict:
     """P1 rank-1 of SFace + dlib fused at other weights than fusion.json's (fitted for verification). Chosen on
     these very probes, so a diagnostic of what fusion could reach here, never a reported result."""
-    from facelab.embedders import _unit
+    from facelab.embedders import FusedEmbedder
 
     gal, probe, found = split(cache, 1)
-    s, d = _unit(cache["sface"]), _unit(cache["dlib_resnet"])
+    emb = FusedEmbedder(load_models=False)
     out = {}
     for w in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
-        f = np.hstack([np.sqrt(w) * s, np.sqrt(1 - w) * d])
+        emb.weight = w
+        f = emb.combine(cache["sface"], cache["dlib_resnet"])
         top = cache["name"][gal][np.argmax(f[probe] @ f[gal].T, axis=1)]
         out[f"{w:.1f}"] = round(float(np.mean((top == cache["name"][probe]) & found[probe])), 5)
     return out

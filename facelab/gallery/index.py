@@ -68,8 +68,9 @@ class ExactIndex:
         """Cosine of every query against every stored vector: (n_queries, n)."""
         return as_matrix(queries) @ self.matrix.T
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, similarities), each (n_queries, min(k, n)), best first."""
+    def search(self, queries: np.ndarray, k: int, exact=None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, similarities), each (n_queries, min(k, n)), best first. `exact` is HnswIndex's re-rank source;
+        this index already holds the exact vectors, so it is not needed."""
         sims = self.similarities(queries)
         k = min(k, sims.shape[1])
         if k == 0:

@@ -485,10 +485,8 @@ class _VectorSearch:
         return np.where(ok, self.person_ids[pos] if len(self.person_ids) else -1, -1)
 
     def search(self, query: np.ndarray, k: int) -> list[list[tuple[int, int, float]]]:
-        if isinstance(self.index, HnswIndex):  # the graph proposes, the stored float32 vectors decide
-            ids, sims = self.index.search(query, k, exact=self.store.vectors_of)
-        else:
-            ids, sims = self.index.search(query, k)
+        # an HNSW graph proposes candidates, the stored float32 vectors decide (exact search ignores the source)
+        ids, sims = self.index.search(query, k, exact=self.store.vectors_of)
         out = []
         for row_ids, row_sims in zip(ids, sims):
             persons = self.person_of(row_ids)

@@ -10,6 +10,8 @@ Writes benchmarks/results/attributes.json and benchmarks/results/expression_conf
   training images): run the feature extraction first (the pipeline's own detection, alignment and networks):
       python -m facelab.attributes.training.features utkface --age-gender --no-embed --out out/attributes-cache
       python -m facelab.attributes.training.features lfw_gender --age-gender --no-embed --every 4 --out out/attributes-cache
+- Age on LFW (a second source, never fitted on): people with >= 10 photos and a public birth year, photos taken as
+  from 2002-2003 (LFW's news photos), through facelab.analyze.
 - Cost: median over repeated runs on the astronaut photo (one face), per analyser, on this machine.
 """
 from __future__ import annotations
@@ -100,6 +102,53 @@ def expression_lfw(data: Path) -> dict:
         n += 1
     return {"n": n, "no_face": no_face, "withheld": withheld,
             "happy_vs_not_agreement": round(agree / max(n, 1), 4), "predictions_by_label": table}
+
+
+# Birth years of LFW people with >= 10 photos (public record). LFW's photos are news photos from 2002-2003 (Berg et
+# al., "Names and Faces in the News", 2004), so each face is taken as aged 2002.5 - birth year, +- about a year.
+BIRTH_YEARS = {
+    "Alvaro_Uribe": 1952, "Andre_Agassi": 1970, "Angelina_Jolie": 1975, "Anna_Kournikova": 1981, "Ariel_Sharon": 1928,
+    "Arnold_Schwarzenegger": 1947, "Bill_Clinton": 1946, "Britney_Spears": 1981, "Catherine_Zeta-Jones": 1969,
+    "Colin_Powell": 1937, "Condoleezza_Rice": 1954, "Dick_Cheney": 1941, "Donald_Rumsfeld": 1932, "Fidel_Castro": 1926,
+    "George_W_Bush": 1946, "Gerhard_Schroeder": 1944, "Gloria_Macapagal_Arroyo": 1947, "Halle_Berry": 1966,
+    "Hans_Blix": 1928, "Hillary_Clinton": 1947, "Hugo_Chavez": 1954, "Jacques_Chirac": 1932, "Jean_Chretien": 1934,
+    "Jennifer_Aniston": 1969, "Jennifer_Capriati": 1976, "Jennifer_Garner": 1972, "Jennifer_Lopez": 1969,
+    "John_Ashcroft": 1942, "John_Howard": 1939, "Julianne_Moore": 1960, "Junichiro_Koizumi": 1942, "Kim_Clijsters": 1983,
+    "Kofi_Annan": 1938, "Laura_Bush": 1946, "Lleyton_Hewitt": 1981, "Luiz_Inacio_Lula_da_Silva": 1945,
+    "Megawati_Sukarnoputri": 1947, "Meryl_Streep": 1949, "Michael_Schumacher": 1969, "Nicole_Kidman": 1967,
+    "Pete_Sampras": 1971, "Queen_Elizabeth_II": 1926, "Ricardo_Lagos": 1938, "Roh_Moo-hyun": 1946, "Salma_Hayek": 1966,
+    "Serena_Williams": 1981, "Silvio_Berlusconi": 1936, "Tiger_Woods": 1975, "Tom_Daschle": 1947, "Tom_Ridge": 1945,
+    "Tony_Blair": 1953, "Venus_Williams": 1980, "Vladimir_Putin": 1952,
+}
+AGE_BANDS = ((0, 39), (40, 59), (60, 120))  # LFW's newsmakers: one of the 53 is under 20
+
+
+def age_lfw_known(data: Path, per_person: int = 20) -> dict:
+    """Age on a second source, never fitted on: the first `per_person` photos of each person in BIRTH_YEARS, through
+    facelab.analyze (main face). Reports the shipped (calibrated) age and age_v1's raw output."""
+    from facelab.pipeline import pick_main_face
+
+    rows = []
+    for person, born in sorted(BIRTH_YEARS.items()):
+        folder = data / "lfw/images" / person
+        for path in sorted(folder.glob("*.jpg"))[:per_person]:
+            faces = facelab.analyze(path, ["age"])
+            if faces:
+                age = pick_main_face(faces, (250, 250)).attributes["age"]
+                if age.get("value") is not None:
+                    rows.append((person, 2002.5 - born, age["value"], age["raw"]))
+    truth = np.array([r[1] for r in rows])
+    out = {"people": len({r[0] for r in rows}), "faces": len(rows), "per_person": per_person,
+           "photo_year_assumed": 2002.5}
+    for name, col in (("shipped", 2), ("age_v1_raw", 3)):
+        pred = np.array([r[col] for r in rows])
+        err = pred - truth
+        out[name] = {"mae": round(float(np.abs(err).mean()), 2), "bias": round(float(err.mean()), 2)}
+        for lo, hi in AGE_BANDS:
+            sel = (truth >= lo) & (truth < hi + 1)
+            out[name][f"{lo}-{hi}"] = {"n": int(sel.sum()), "mae": round(float(np.abs(err[sel]).mean()), 2),
+                                       "bias": round(float(err[sel].mean()), 2)}
+    return out
 
 
 def heads(cache: Path) -> dict:
@@ -215,7 +264,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--cache", default=str(ROOT / "out" / "attributes-cache"))
-    ap.add_argument("--parts", default="sheet,cost,fer,heads,lfw_expressions,skin",
+    ap.add_argument("--parts", default="sheet,cost,fer,heads,lfw_expressions,skin,age_lfw",
                     help="comma-separated subset; results are merged into an existing attributes.json")
     args = ap.parse_args()
     data, cache = Path(args.data), Path(args.cache)
@@ -240,6 +289,9 @@ def main():
         print("lfw expressions", json.dumps(results["expression_lfw_happy_neutral"]), flush=True)
     if "skin" in parts:
         results["skin_tone_lfw_consistency"] = skin_tone_consistency(data)
+    if "age_lfw" in parts:
+        results["age_lfw_known_birth_years"] = age_lfw_known(data)
+        print("age lfw", json.dumps(results["age_lfw_known_birth_years"]), flush=True)
     for part in parts:
         results["commands"][part] = "python benchmarks/attributes.py " + " ".join(sys.argv[1:])
     path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")

@@ -59,7 +59,7 @@ def test_enrol_identify_edit_on_postgres(pg_uri, lfw, tmp_path_factory, no_face_
         assert facelab.identify(lfw_image(lfw, "Serena_Williams", 1), gallery=g)[0].best is None
         assert facelab.lookalike(lfw_image(lfw, "Tony_Blair", 5), gallery=g)[0].person == "Tony_Blair"
         g.rename_person("Tony_Blair", "Blair")
-        assert g.merge_people("Blair", "Hugo_Chavez") == 2
+        assert g.merge_people("Blair", "Hugo_Chavez") == 3
         assert g.delete_person("Colin_Powell") == 3
         import psycopg
 

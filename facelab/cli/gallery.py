@@ -39,12 +39,15 @@ def gallery():
 @click.option("--min-size", type=float, default=40.0, show_default=True, help="Smallest face, pixels.")
 @click.option("--max-yaw", type=float, default=45.0, show_default=True, help="Most turned face, degrees.")
 @click.option("--max-pitch", type=float, default=40.0, show_default=True)
+@click.option("--match-far", type=float, default=0.001, show_default=True,
+              help="Group photos: keep the one face that matches the person's other photos at this 1:1 false "
+                   "accept rate (0: skip every photo with several faces of similar size).")
 @click.option("--batch", type=int, default=32, show_default=True, help="Photos written per transaction.")
 @click.option("--retry-skipped", is_flag=True, help="Look again at files skipped by an earlier run.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is off anyway when not on a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @handle_errors
-def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch, batch, retry_skipped,
+def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch, match_far, batch, retry_skipped,
           no_progress, as_json):
     """Enrol ROOT/<person>/<photos>: detect, filter, embed and store every photo under its person.
 
@@ -56,7 +59,8 @@ def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch,
     try:
         report = g.enrol_folder(root, progress=not no_progress, workers=workers, retry_skipped=retry_skipped,
                                 batch=batch,
-                                options=EnrolOptions(min_size=min_size, max_yaw=max_yaw, max_pitch=max_pitch))
+                                options=EnrolOptions(min_size=min_size, max_yaw=max_yaw, max_pitch=max_pitch,
+                                                     match_far=match_far))
     finally:
         g.close()
     if as_json:

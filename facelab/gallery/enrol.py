@@ -7,6 +7,11 @@ together with the ledger entries of its files: a crash (even kill -9) loses at m
 a re-run picks up exactly the files that are not in the ledger yet. Skipped files are remembered too, so a
 re-run does not decode them again unless they change (or `retry_skipped=True`).
 
+A photo with several faces of similar size (a group photo, a crawled news photo) is decided last: its faces are
+compared with the person's other photos (stored earlier or in this run), and it is added when exactly one face
+verifies against them at a strict 1:1 point (FAR 0.1 % on LFW); otherwise it stays "several faces", with the
+reason.
+
 Detection and embedding can run in worker processes (`workers=N`); the parent does all the writing.
 """
 from __future__ import annotations
@@ -18,6 +23,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
 
 from ..errors import FacelabError, StoreError
 from .store import FileEntry, NewPhoto, file_sha256, split_model_name
@@ -36,6 +43,8 @@ class EnrolOptions:
     max_pitch: float = 40.0
     dominance: float = 2.0     # a photo with several faces is used if its largest face is this much larger
                                # (in area) than the next one; otherwise it is ambiguous whose photo it is
+    match_far: float = 0.001   # ...unless exactly one of its faces verifies against the person's other photos at
+                               # this 1:1 false accept rate (0 turns the matching off)
 
     def to_dict(self) -> dict[str, float]:
         return dict(self.__dict__)
@@ -49,6 +58,7 @@ class EnrolReport:
     skipped: dict[str, list[dict[str, str]]] = field(default_factory=lambda: defaultdict(list))
     unchanged: int = 0
     replaced: int = 0
+    matched: int = 0           # group photos added because one face matched the person's other photos
     seconds: float = 0.0
     workers: int = 1
 
@@ -64,12 +74,14 @@ class EnrolReport:
                 "added_per_person": dict(sorted(per_person.items())),
                 "skipped": {reason: [s["file"] for s in items] for reason, items in sorted(self.skipped.items())},
                 "skipped_detail": {reason: items for reason, items in sorted(self.skipped.items())},
+                "matched_in_group_photos": self.matched,
                 "unchanged": self.unchanged, "replaced": self.replaced, "seconds": round(self.seconds, 2),
                 "photos_per_second": round(self.processed / self.seconds, 2) if self.seconds else None,
                 "workers": self.workers}
 
     def summary(self) -> str:
-        parts = [f"added {len(self.added)}"]
+        parts = [f"added {len(self.added)}" + (f" ({self.matched} picked out of group photos by matching the "
+                                                  f"person's other photos)" if self.matched else "")]
         n_skip = sum(len(v) for v in self.skipped.values())
         if n_skip:
             parts.append(f"skipped {n_skip} (" + ", ".join(f"{r}: {len(v)}" for r, v in sorted(self.skipped.items()))
@@ -127,16 +139,50 @@ def analyse_photo(job: tuple[str, str, str, dict]) -> dict[str, Any]:
         largest = max(f.quality.size for f in faces)
         return {"skip": "too small", "detail": f"largest face {largest:.0f} px < {opts['min_size']:g}"}
     if len(big) > 1 and big[0].area < opts["dominance"] * big[1].area:
-        return {"skip": "several faces", "detail": f"{len(big)} faces of similar size; crop the photo to one "
-                                                   f"person or use `gallery add --face N`"}
+        detail = f"{len(big)} faces of similar size"
+        usable = [f for f in big[:MAX_CANDIDATES] if not FaceFilter(max_yaw=opts["max_yaw"],
+                                                                     max_pitch=opts["max_pitch"]).reason(f)]
+        if not opts["match_far"] or not usable:
+            return {"skip": "several faces", "detail": detail + HOW_TO_CHOOSE}
+        _analysis.embed_faces(rgb, usable)  # decided later, against the person's other photos
+        return {"skip": "several faces", "detail": detail,
+                "candidates": [_new_photo(person, source, sha, f, len(faces)) for f in usable]}
     face = big[0]
     reason = FaceFilter(max_yaw=opts["max_yaw"], max_pitch=opts["max_pitch"]).reason(face)
     if reason:
         return {"skip": "too turned", "detail": reason}
     _analysis.embed_faces(rgb, [face])
+    return {"photo": _new_photo(person, source, sha, face, len(faces))}
+
+
+MAX_CANDIDATES = 8  # faces of a group photo compared with the person's other photos (the largest ones)
+HOW_TO_CHOOSE = "; crop the photo to one person or use `gallery add --face N`"
+
+
+def _new_photo(person: str, source: str, sha: str, face, n_faces: int) -> NewPhoto:
     d = face.to_dict()
-    return {"photo": NewPhoto(person, source, sha, face.index, len(faces), d["box"], d.get("pose"),
-                              d.get("quality"), face.embedding)}
+    return NewPhoto(person, source, sha, face.index, n_faces, d["box"], d.get("pose"), d.get("quality"),
+                    face.embedding)
+
+
+def choose_in_group_photo(candidates: list[NewPhoto], references: np.ndarray | None,
+                          threshold: float) -> tuple[NewPhoto | None, str]:
+    """The one face of a group photo that verifies against the person's other photos (similarity to their mean
+    template >= threshold), or None and why not. Two or more faces above it are as ambiguous as none."""
+    person = candidates[0].person
+    if references is None or not len(references):
+        return None, f"no other photo of {person} to tell which face is theirs" + HOW_TO_CHOOSE
+    # the person's mean template, not the best single photo: with many photos, "any photo above the threshold"
+    # would let a stranger through far more often than the 1:1 FAR says
+    template = references.mean(axis=0)
+    template /= np.linalg.norm(template)
+    scores = np.stack([c.vector for c in candidates]) @ template
+    above = np.flatnonzero(scores >= threshold)
+    if len(above) != 1:
+        said = ", ".join(f"{s:.2f}" for s in sorted(scores, reverse=True))
+        return None, (f"{len(above)} of its faces match {person}'s other photos (similarities {said} to their mean; "
+                      f"threshold {threshold:.2f})" + HOW_TO_CHOOSE)
+    return candidates[int(above[0])], f"face {candidates[int(above[0])].face_index} matched ({scores[above[0]]:.2f})"
 
 
 def _results(jobs: list, workers: int, model: str) -> Iterator[dict[str, Any]]:
@@ -223,11 +269,17 @@ def enrol_folder(gallery: "Gallery", root, progress: bool = True, workers: int =
         pending_photos.clear()
         pending_files.clear()
 
+    group_photos: list[tuple[FileEntry, dict[str, Any]]] = []  # decided once the person's other photos are in
     try:
         for job, res in zip(jobs, _results(jobs, workers, gallery.model.name)):
             entry = entries[job[1]]
             if "photo" in res:
                 pending_photos.append(res["photo"])
+            elif "candidates" in res:
+                group_photos.append((entry, res))
+                if bar is not None:
+                    bar.update(1)
+                continue  # not in the ledger yet: a crash before the decision leaves it for the re-run
             else:
                 entry.status, entry.reason, entry.detail = "skipped", res["skip"], res["detail"]
                 report.skipped[res["skip"]].append({"file": job[1], "detail": res["detail"]})
@@ -237,11 +289,37 @@ def enrol_folder(gallery: "Gallery", root, progress: bool = True, workers: int =
             if bar is not None:
                 bar.update(1)
         flush()
+        if group_photos:
+            _decide_group_photos(gallery, group_photos, opts, report, pending_photos, pending_files)
+            flush()
     finally:
         if bar is not None:
             bar.close()
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _decide_group_photos(gallery: "Gallery", group_photos: list, opts: EnrolOptions, report: EnrolReport,
+                         photos: list[NewPhoto], files: list[FileEntry]) -> None:
+    """Queue each group photo's matching face for storage, or record why none was chosen."""
+    from ..verification import operating_point
+
+    threshold = operating_point(gallery.model.name, None, opts.match_far).threshold
+    store, references = gallery.store, {}
+    for entry, res in group_photos:
+        person = res["candidates"][0].person
+        if person not in references:
+            record = store.person(person)
+            references[person] = store.vectors_of_people([record.id]).get(record.id) if record else None
+        chosen, why = choose_in_group_photo(res["candidates"], references[person], threshold)
+        if chosen is None:
+            entry.status, entry.reason, entry.detail = "skipped", "several faces", f"{res['detail']}; {why}"
+            report.skipped["several faces"].append({"file": entry.source, "detail": entry.detail})
+        else:
+            entry.detail = why  # the ledger remembers which face was taken, and how well it matched
+            photos.append(chosen)
+            report.matched += 1
+        files.append(entry)
 
 
 def _progress_bar(total: int, wanted: bool):

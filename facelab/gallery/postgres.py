@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import StoreError
 from .store import (DEFAULT_MODEL, SCHEMA_VERSION, FileEntry, ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store,
-                    model_info, unique_merge_target)
+                    model_info, person_folders, unique_merge_target)
 
 # pgvector HNSW, measured at 100k SFace-like vectors (benchmarks/search_scale.py --pg-m 32 --pg-ef-construction 128):
 # ef_search 100 gives recall@10 0.990, p50 3.8 ms (m = 16, ef_construction = 64 gave 0.955 at the same ef_search).
@@ -287,9 +287,13 @@ class PostgresStore(Store):
         s = self.schema
         with self.write() as cur:
             pid = self._need(cur, name)
-            ids = [r[0] for r in cur.execute(f"SELECT id FROM {s}.photos WHERE person_id = %s", (pid,)).fetchall()]
+            rows = cur.execute(f"SELECT id, source FROM {s}.photos WHERE person_id = %s", (pid,)).fetchall()
+            ids = [r[0] for r in rows]
             self._delete_photos(cur, ids)
             cur.execute(f"DELETE FROM {s}.people WHERE id = %s", (pid,))
+            for folder in person_folders(name, [r[1] for r in rows]):
+                cur.execute(f"DELETE FROM {s}.files WHERE photo_id IS NULL AND left(source, %s) = %s",
+                            (len(folder), folder))
         # Deleted rows stay in the table and the HNSW index as dead tuples until vacuumed: vacuum now.
         try:
             for table in ("embeddings", "photos", "files"):

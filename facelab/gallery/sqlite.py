@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import StoreError
 from .index import HNSW_THRESHOLD, ExactIndex, HnswIndex
 from .store import (DEFAULT_MODEL, SCHEMA_VERSION, model_info, FileEntry, ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store,
-                    unique_merge_target)
+                    person_folders, unique_merge_target)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -282,9 +282,12 @@ class SqliteStore(Store):
     def delete_person(self, name: str) -> int:
         with self.write() as cur:
             pid = self._need(cur, name)
-            ids = [r[0] for r in cur.execute("SELECT id FROM photos WHERE person_id = ?", (pid,)).fetchall()]
+            rows = cur.execute("SELECT id, source FROM photos WHERE person_id = ?", (pid,)).fetchall()
+            ids = [r[0] for r in rows]
             self._delete_photos(cur, ids)
             cur.execute("DELETE FROM people WHERE id = ?", (pid,))
+            cur.executemany("DELETE FROM files WHERE photo_id IS NULL AND substr(source, 1, ?) = ?",
+                            [(len(f), f) for f in person_folders(name, [r[1] for r in rows])])
         self.erase_residue()
         return len(ids)
 

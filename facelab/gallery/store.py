@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -193,7 +194,8 @@ class Store(ABC):
 
     @abstractmethod
     def delete_person(self, name: str) -> int:
-        """Delete a person with every photo record, embedding and ledger entry (biometric data)."""
+        """Delete a person with every photo record, embedding and ledger entry (biometric data), including the
+        ledger's memory of their skipped files (see `person_folders`)."""
 
     # -- vectors -------------------------------------------------------------------------------------------
     @abstractmethod
@@ -248,6 +250,19 @@ class Store(ABC):
                              f"or fusion parameters changed since); its embeddings no longer match: re-enrol the "
                              f"photos into a new gallery")
         return have
+
+
+def person_folders(name: str, sources: Iterable[str | None]) -> list[str]:
+    """The folders a person's photos were enrolled from (ROOT/<name>/, else each photo's own folder), each ending
+    in a separator: deleting the person also forgets the files skipped there (a group photo's ledger entry names
+    them). The ledger is only a cache of what was read, so forgetting another file there just means re-reading it."""
+    folders = set()
+    for source in sources:
+        if source:
+            path = Path(source)
+            folder = next((p for p in path.parents if p.name == name), path.parent)
+            folders.add(os.path.join(str(folder), ""))  # sources are this OS's paths, as enrolment wrote them
+    return sorted(folders)
 
 
 def unique_merge_target(src: str, dst: str) -> None:

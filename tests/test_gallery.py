@@ -106,6 +106,25 @@ def test_a_group_photo_is_enrolled_with_the_face_that_matches_the_persons_other_
     assert abs(box["x"] + box["width"] / 2 - 125) < 30 and abs(box["y"] + box["height"] / 2 - 125) < 40
 
 
+def test_adding_a_group_photo_takes_the_face_that_matches_the_person(gallery, lfw, tmp_path):
+    from PIL import Image
+
+    # Powell at the left, a larger Blair at the right: the main-face rule alone would take Blair
+    canvas = Image.new("RGB", (700, 330))
+    canvas.paste(Image.open(lfw_image(lfw, "Colin_Powell", 5)), (0, 40))
+    canvas.paste(Image.open(lfw_image(lfw, "Tony_Blair", 6)).resize((330, 330)), (330, 0))
+    canvas.save(tmp_path / "two.jpg")
+    from facelab.pipeline import pick_main_face
+
+    faces = facelab.detect(tmp_path / "two.jpg")
+    assert len(faces) == 2 and pick_main_face(faces, (330, 700)).box[0] > 330
+    rec = gallery.add_photo("Colin_Powell", tmp_path / "two.jpg")
+    assert rec.n_faces == 2 and rec.box["x"] < 250
+    canvas.save(tmp_path / "two_again.jpg", quality=80)  # other bytes, same people
+    rec = gallery.add_photo("Someone_New", tmp_path / "two_again.jpg")  # no photos to match yet: the main face
+    assert rec.box["x"] > 330
+
+
 def test_choosing_in_a_group_photo_needs_exactly_one_face_above_the_threshold():
     from facelab.gallery.enrol import choose_in_group_photo
     from facelab.gallery.store import NewPhoto

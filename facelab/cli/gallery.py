@@ -80,7 +80,8 @@ def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch,
 @click.argument("photos", nargs=-1, required=True)
 @gallery_option
 @click.option("--model", default=None, help="Embedding model for a new gallery.")
-@click.option("--face", type=int, help="Which face of the photo (index from `facelab detect`); default: main face.")
+@click.option("--face", type=int, help="Which face of the photo (index from `facelab detect`); default: the one face "
+                                         "that matches PERSON's other photos, else the main face.")
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
 def add(person, photos, location, timeout, model, face, as_json):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import NoFaceError, StoreError
-from .enrol import EnrolOptions, EnrolReport, enrol_folder
+from .enrol import MAX_CANDIDATES, EnrolOptions, EnrolReport, choose_in_group_photo, enrol_folder
 from .identify import DEFAULT_SCORING, Identification, Lookalike, Match, default_threshold, rank_people
 from .store import DEFAULT_MODEL, ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store, model_info, split_model_name
 
@@ -93,7 +93,8 @@ class Gallery:
                             retry_skipped=retry_skipped, batch=batch)
 
     def add_photo(self, person: str, image, source: str | None = None, face: int | None = None) -> PhotoRecord:
-        """Add one photo of `person` (its main face, or face number `face`). Raises on no face or a duplicate."""
+        """Add one photo of `person`: face number `face`, else the one face that matches the person's stored photos
+        (FAR 0.1 %), else the main face. Raises on no face or a duplicate."""
         from ..images import load_image
         from ..pipeline import pick_main_face
         from .store import file_sha256
@@ -118,15 +119,33 @@ class Gallery:
             if not 0 <= face < len(faces):
                 raise NoFaceError(f"{name}: face {face} requested, but the photo has {len(faces)}")
             chosen = faces[face]
-        else:
-            chosen = pick_main_face(faces, rgb.shape)
-        analysis.embed_faces(rgb, [chosen])
+        else:  # a group photo: the face that matches the person's other photos, else the main face
+            chosen = self._face_matching(person, rgb, faces) or pick_main_face(faces, rgb.shape)
+        if chosen.embedding is None:
+            analysis.embed_faces(rgb, [chosen])
         d = chosen.to_dict()
         result = self.store.add_photos([NewPhoto(str(person), source, sha, chosen.index, len(faces), d["box"],
                                                  d.get("pose"), d.get("quality"), chosen.embedding)])[0]
         if isinstance(result, str):
             raise StoreError(f"{name}: already in the gallery ({result})")
         return result
+
+    def _face_matching(self, person: str, rgb: np.ndarray, faces: list) -> Any:
+        """Of a photo's several faces, the one that verifies against `person`'s stored photos (as enrolment
+        decides group photos), or None: one face only, a new person, or not exactly one match."""
+        from ..verification import operating_point
+
+        record = self.store.person(str(person)) if len(faces) > 1 else None
+        if record is None:
+            return None
+        candidates = sorted(faces, key=lambda f: -f.area)[:MAX_CANDIDATES]
+        self.analysis().embed_faces(rgb, candidates)
+        photos = [NewPhoto(str(person), None, "", f.index, len(faces), {}, None, None, f.embedding)
+                  for f in candidates]
+        threshold = operating_point(self.model.name, None, EnrolOptions().match_far).threshold
+        chosen, _ = choose_in_group_photo(photos, self.store.vectors_of_people([record.id]).get(record.id),
+                                          threshold)
+        return next((f for f, p in zip(candidates, photos) if p is chosen), None)
 
     def add_embeddings(self, person: str, vectors: np.ndarray, sources: list[str] | None = None,
                        hashes: list[str] | None = None) -> list[PhotoRecord | str]:

@@ -7,10 +7,10 @@ together with the ledger entries of its files: a crash (even kill -9) loses at m
 a re-run picks up exactly the files that are not in the ledger yet. Skipped files are remembered too, so a
 re-run does not decode them again unless they change (or `retry_skipped=True`).
 
-A photo with several faces of similar size (a group photo, a crawled news photo) is decided last: its faces are
-compared with the person's other photos (stored earlier or in this run), and it is added when exactly one face
-verifies against them at a strict 1:1 point (FAR 0.1 % on LFW); otherwise it stays "several faces", with the
-reason.
+A photo with several faces (a group photo, a crawled news photo) is decided last: its faces are compared with
+the person's other photos (stored earlier or in this run), and the one face that verifies against them at a strict
+1:1 point (FAR 0.1 % on LFW) is stored. When none or several do, the size rule decides: the largest face if it is
+twice the next in area, else "several faces", with the similarities in the reason.
 
 Detection and embedding can run in worker processes (`workers=N`); the parent does all the writing.
 """
@@ -58,7 +58,7 @@ class EnrolReport:
     skipped: dict[str, list[dict[str, str]]] = field(default_factory=lambda: defaultdict(list))
     unchanged: int = 0
     replaced: int = 0
-    matched: int = 0           # group photos added because one face matched the person's other photos
+    matched: int = 0           # photos with several faces stored with the one face that matched the person's others
     seconds: float = 0.0
     workers: int = 1
 
@@ -80,7 +80,7 @@ class EnrolReport:
                 "workers": self.workers}
 
     def summary(self) -> str:
-        parts = [f"added {len(self.added)}" + (f" ({self.matched} picked out of group photos by matching the "
+        parts = [f"added {len(self.added)}" + (f" ({self.matched} with the face, among several, that matches the "
                                                   f"person's other photos)" if self.matched else "")]
         n_skip = sum(len(v) for v in self.skipped.values())
         if n_skip:
@@ -138,21 +138,25 @@ def analyse_photo(job: tuple[str, str, str, dict]) -> dict[str, Any]:
     if not big:
         largest = max(f.quality.size for f in faces)
         return {"skip": "too small", "detail": f"largest face {largest:.0f} px < {opts['min_size']:g}"}
-    if len(big) > 1 and big[0].area < opts["dominance"] * big[1].area:
-        detail = f"{len(big)} faces of similar size"
-        usable = [f for f in big[:MAX_CANDIDATES] if not FaceFilter(max_yaw=opts["max_yaw"],
-                                                                     max_pitch=opts["max_pitch"]).reason(f)]
-        if not opts["match_far"] or not usable:
-            return {"skip": "several faces", "detail": detail + HOW_TO_CHOOSE}
-        _analysis.embed_faces(rgb, usable)  # decided later, against the person's other photos
-        return {"skip": "several faces", "detail": detail,
-                "candidates": [_new_photo(person, source, sha, f, len(faces)) for f in usable]}
-    face = big[0]
-    reason = FaceFilter(max_yaw=opts["max_yaw"], max_pitch=opts["max_pitch"]).reason(face)
-    if reason:
-        return {"skip": "too turned", "detail": reason}
-    _analysis.embed_faces(rgb, [face])
-    return {"photo": _new_photo(person, source, sha, face, len(faces))}
+    face_filter = FaceFilter(max_yaw=opts["max_yaw"], max_pitch=opts["max_pitch"])
+    # the old rule: the largest face if it is `dominance` times the next one in area, else no choice
+    if len(big) == 1 or big[0].area >= opts["dominance"] * big[1].area:
+        reason = face_filter.reason(big[0])
+        if reason:
+            rule: dict[str, Any] = {"skip": "too turned", "detail": reason}
+        else:
+            _analysis.embed_faces(rgb, [big[0]])
+            rule = {"photo": _new_photo(person, source, sha, big[0], len(faces))}
+    else:
+        rule = {"skip": "several faces", "detail": f"{len(big)} faces of similar size" + HOW_TO_CHOOSE}
+    if len(big) == 1 or not opts["match_far"]:
+        return rule
+    # Several faces: decided later against the person's other photos; the old rule is the fallback.
+    usable = [f for f in big[:MAX_CANDIDATES] if not face_filter.reason(f)]
+    if not usable:
+        return rule
+    _analysis.embed_faces(rgb, [f for f in usable if f.embedding is None])
+    return {"candidates": [_new_photo(person, source, sha, f, len(faces)) for f in usable], "fallback": rule}
 
 
 MAX_CANDIDATES = 8  # faces of a group photo compared with the person's other photos (the largest ones)
@@ -312,13 +316,19 @@ def _decide_group_photos(gallery: "Gallery", group_photos: list, opts: EnrolOpti
             record = store.person(person)
             references[person] = store.vectors_of_people([record.id]).get(record.id) if record else None
         chosen, why = choose_in_group_photo(res["candidates"], references[person], threshold)
-        if chosen is None:
-            entry.status, entry.reason, entry.detail = "skipped", "several faces", f"{res['detail']}; {why}"
-            report.skipped["several faces"].append({"file": entry.source, "detail": entry.detail})
-        else:
+        fallback = res["fallback"]
+        if chosen is not None:
             entry.detail = why  # the ledger remembers which face was taken, and how well it matched
             photos.append(chosen)
             report.matched += 1
+        elif "photo" in fallback:  # one face dominates and no other face is a better match: the old rule
+            photos.append(fallback["photo"])
+        else:
+            detail = fallback["detail"]
+            if fallback["skip"] == "several faces":
+                detail = detail.replace(HOW_TO_CHOOSE, "") + f"; {why}"
+            entry.status, entry.reason, entry.detail = "skipped", fallback["skip"], detail
+            report.skipped[fallback["skip"]].append({"file": entry.source, "detail": detail})
         files.append(entry)
 
 

@@ -257,7 +257,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def add_photo(request: Request, gallery: str, person: str,
                         source: Optional[str] = Query(None, max_length=200,
                                                       description="a label kept with the photo, e.g. 'webcam'")):
-        """Enrol a photo of `person` (created if new). The only route that keeps anything from an upload."""
+        """Enrol a photo of `person` (created if new). The only route that keeps anything from an upload.
+        In a group photo, the one face that matches the person's stored photos is taken, else the main face."""
         features.api("galleries")
         _check_person_name(person)
         uploads, _ = await read_images(request, ("image",), settings)

@@ -126,17 +126,13 @@ def test_adding_a_group_photo_takes_the_face_that_matches_the_person(gallery, lf
 
 
 def test_choosing_in_a_group_photo_needs_exactly_one_face_above_the_threshold():
-    from facelab.gallery.enrol import choose_in_group_photo
-    from facelab.gallery.store import NewPhoto
-
-    def photo(v):
-        return NewPhoto("A", "g.jpg", "0" * 64, 0, 2, {}, None, None, np.asarray(v, np.float32))
+    from facelab.gallery.enrol import choose_face
 
     refs = np.array([[1, 0, 0], [0.8, 0.6, 0]], np.float32)
-    one, other = photo([1, 0, 0]), photo([0, 0, 1])
-    assert choose_in_group_photo([other, one], refs, 0.5)[0] is one
-    assert choose_in_group_photo([one, photo([0.9, 0.43, 0])], refs, 0.5)[0] is None  # two look like A
-    assert "no other photo of A" in choose_in_group_photo([one, other], None, 0.5)[1]
+    one, other = [1, 0, 0], [0, 0, 1]
+    assert choose_face(np.array([other, one]), refs, 0.5, "A")[0] == 1
+    assert choose_face(np.array([one, [0.9, 0.43, 0]]), refs, 0.5, "A")[0] is None  # two look like A
+    assert "no other photo of A" in choose_face(np.array([one, other]), None, 0.5, "A")[1]
 
 
 def test_gallery_records_people_photos_and_references_files(gallery, tree):

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import NoFaceError, StoreError
-from .enrol import MAX_CANDIDATES, EnrolOptions, EnrolReport, choose_in_group_photo, enrol_folder
+from .enrol import (MAX_CANDIDATES, EnrolOptions, EnrolReport, choose_face, enrol_folder, match_threshold,
+                    person_references)
 from .identify import DEFAULT_SCORING, Identification, Lookalike, Match, default_threshold, rank_people
 from .store import DEFAULT_MODEL, ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store, model_info, split_model_name
 
@@ -133,19 +134,16 @@ class Gallery:
     def _face_matching(self, person: str, rgb: np.ndarray, faces: list) -> Any:
         """Of a photo's several faces, the one that verifies against `person`'s stored photos (as enrolment
         decides group photos), or None: one face only, a new person, or not exactly one match."""
-        from ..verification import operating_point
-
-        record = self.store.person(str(person)) if len(faces) > 1 else None
-        if record is None:
+        if len(faces) < 2:
+            return None
+        references = person_references(self.store, str(person))
+        if references is None:
             return None
         candidates = sorted(faces, key=lambda f: -f.area)[:MAX_CANDIDATES]
         self.analysis().embed_faces(rgb, candidates)
-        photos = [NewPhoto(str(person), None, "", f.index, len(faces), {}, None, None, f.embedding)
-                  for f in candidates]
-        threshold = operating_point(self.model.name, None, EnrolOptions().match_far).threshold
-        chosen, _ = choose_in_group_photo(photos, self.store.vectors_of_people([record.id]).get(record.id),
-                                          threshold)
-        return next((f for f, p in zip(candidates, photos) if p is chosen), None)
+        k, _ = choose_face(np.stack([f.embedding for f in candidates]), references,
+                           match_threshold(self.model.name, EnrolOptions().match_far), str(person))
+        return None if k is None else candidates[k]
 
     def add_embeddings(self, person: str, vectors: np.ndarray, sources: list[str] | None = None,
                        hashes: list[str] | None = None) -> list[PhotoRecord | str]:

@@ -169,24 +169,37 @@ def _new_photo(person: str, source: str, sha: str, face, n_faces: int) -> NewPho
                     face.embedding)
 
 
-def choose_in_group_photo(candidates: list[NewPhoto], references: np.ndarray | None,
-                          threshold: float) -> tuple[NewPhoto | None, str]:
-    """The one face of a group photo that verifies against the person's other photos (similarity to their mean
-    template >= threshold), or None and why not. Two or more faces above it are as ambiguous as none."""
-    person = candidates[0].person
+def choose_face(vectors: np.ndarray, references: np.ndarray | None, threshold: float,
+                person: str) -> tuple[int | None, str]:
+    """Which of a photo's face embeddings is `person`'s: the one whose similarity to their mean template (the
+    mean of `references`, their stored embeddings) reaches `threshold`; or None and why not. Two or more faces
+    above it are as ambiguous as none."""
     if references is None or not len(references):
         return None, f"no other photo of {person} to tell which face is theirs" + HOW_TO_CHOOSE
     # the person's mean template, not the best single photo: with many photos, "any photo above the threshold"
     # would let a stranger through far more often than the 1:1 FAR says
     template = references.mean(axis=0)
     template /= np.linalg.norm(template)
-    scores = np.stack([c.vector for c in candidates]) @ template
+    scores = np.asarray(vectors) @ template
     above = np.flatnonzero(scores >= threshold)
     if len(above) != 1:
         said = ", ".join(f"{s:.2f}" for s in sorted(scores, reverse=True))
         return None, (f"{len(above)} of its faces match {person}'s other photos (similarities {said} to their mean; "
                       f"threshold {threshold:.2f})" + HOW_TO_CHOOSE)
-    return candidates[int(above[0])], f"face {candidates[int(above[0])].face_index} matched ({scores[above[0]]:.2f})"
+    return int(above[0]), f"matched {person}'s other photos ({scores[above[0]]:.2f})"
+
+
+def person_references(store, person: str) -> np.ndarray | None:
+    """The stored embeddings of `person` (None for someone not in the gallery)."""
+    record = store.person(person)
+    return store.vectors_of_people([record.id]).get(record.id) if record else None
+
+
+def match_threshold(model: str, far: float) -> float:
+    """The 1:1 threshold a face must reach against a person's template (LFW-calibrated, at `far`)."""
+    from ..verification import operating_point
+
+    return operating_point(model, None, far).threshold
 
 
 def _results(jobs: list, workers: int, model: str) -> Iterator[dict[str, Any]]:
@@ -306,19 +319,18 @@ def enrol_folder(gallery: "Gallery", root, progress: bool = True, workers: int =
 def _decide_group_photos(gallery: "Gallery", group_photos: list, opts: EnrolOptions, report: EnrolReport,
                          photos: list[NewPhoto], files: list[FileEntry]) -> None:
     """Queue each group photo's matching face for storage, or record why none was chosen."""
-    from ..verification import operating_point
-
-    threshold = operating_point(gallery.model.name, None, opts.match_far).threshold
-    store, references = gallery.store, {}
+    threshold = match_threshold(gallery.model.name, opts.match_far)
+    references: dict[str, np.ndarray | None] = {}
     for entry, res in group_photos:
-        person = res["candidates"][0].person
+        candidates = res["candidates"]
+        person = candidates[0].person
         if person not in references:
-            record = store.person(person)
-            references[person] = store.vectors_of_people([record.id]).get(record.id) if record else None
-        chosen, why = choose_in_group_photo(res["candidates"], references[person], threshold)
+            references[person] = person_references(gallery.store, person)
+        k, why = choose_face(np.stack([c.vector for c in candidates]), references[person], threshold, person)
         fallback = res["fallback"]
-        if chosen is not None:
-            entry.detail = why  # the ledger remembers which face was taken, and how well it matched
+        if k is not None:
+            chosen = candidates[k]
+            entry.detail = f"face {chosen.face_index} {why}"  # the ledger remembers which face, and how well
             photos.append(chosen)
             report.matched += 1
         elif "photo" in fallback:  # one face dominates and no other face is a better match: the old rule

@@ -250,6 +250,38 @@ def test_rename_merge_and_delete_remove_every_trace(gallery, lfw):
     assert not any(v.tobytes() in blob for v in vectors)  # secure_delete + checkpoint: the bytes are gone
 
 
+def test_check_finds_a_misfiled_photo_and_one_person_under_two_names(gallery, lfw):
+    clean = gallery.check()
+    assert clean.clean and clean.photos_checked == EXPECTED_ADDED - 1  # Hugo_Chavez's one photo cannot be checked
+    assert clean.people_with_one_photo == 1
+    bush = gallery.add_photo("Colin_Powell", lfw_image(lfw, "George_W_Bush", 3))     # filed under the wrong name
+    for n in (4, 5):
+        gallery.add_photo("T_Blair", lfw_image(lfw, "Tony_Blair", n))                  # the same man, a second name
+    report = gallery.check()
+    assert [p.photo_id for p in report.photos] == [bush.id]
+    assert "unlike their other photos" in report.photos[0].reason
+    assert report.photos[0].nearest_other == "George_W_Bush"
+    assert [(p.a, p.b) for p in report.people] in ([("T_Blair", "Tony_Blair")], [("Tony_Blair", "T_Blair")])
+    assert max(report.people[0].share_a_like_b, report.people[0].share_b_like_a) >= 0.5
+    gallery.remove_photo(bush.id)
+    gallery.merge_people("T_Blair", "Tony_Blair")
+    assert gallery.check().clean
+
+
+def test_cli_check_exits_1_when_something_is_worth_a_look(enrolled, lfw, tmp_path):
+    db = tmp_path / "check.db"
+    shutil.copy(enrolled[0], db)
+    r = run_cli("gallery", "check", "-g", db)
+    assert r.returncode == 0 and "nothing found" in r.stdout, r.stderr
+    g = facelab.open_gallery(db)
+    g.add_photo("Donald_Rumsfeld", lfw_image(lfw, "Serena_Williams", 1))
+    g.close()
+    r = run_cli("gallery", "check", "-g", db, "--json")
+    assert r.returncode == 1, r.stderr
+    suspects = json.loads(r.stdout)["suspect_photos"]
+    assert [Path(p["source"] or "").name for p in suspects] == ["Serena_Williams_0001.jpg"]
+
+
 def test_export_import_round_trip(gallery, tmp_path):
     out = tmp_path / "people.json.gz"
     n = gallery.export(out)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,6 +61,8 @@ def test_enrol_identify_edit_on_postgres(pg_uri, lfw, tmp_path_factory, no_face_
         assert facelab.lookalike(lfw_image(lfw, "Tony_Blair", 5), gallery=g)[0].person == "Tony_Blair"
         g.rename_person("Tony_Blair", "Blair")
         assert g.merge_people("Blair", "Hugo_Chavez") == 3
+        suspects = g.check().photos  # Chavez's own photo is now the odd one out among Blair's three
+        assert [Path(p.source).name for p in suspects] == ["Hugo_Chavez_0002.jpg"]
         assert g.delete_person("Colin_Powell") == 3
         import psycopg
 

@@ -710,5 +710,9 @@ def test_real_gallery_round_trip(client, key, jpg, coffee_jpg):
     assert r.status_code == 200 and r.json()["faces"][0]["person"] == "Eileen Collins"
     r = client.post("/v1/recognize", files=upload(jpg))
     assert r.json()["faces"][0]["identity"]["best"]["person"] == "Eileen Collins"
+    r = client.get("/v1/galleries/default/check")
+    assert r.status_code == 200, r.text
+    assert r.json()["suspect_photos"] == [] and r.json()["people_with_one_photo"] == 1  # one photo: not checkable
+    assert client.get("/v1/galleries/nobody_made_this/check").status_code == 404
     assert client.delete("/v1/galleries/default/people/Eileen Collins", headers=auth).status_code == 200
     assert client.get("/v1/galleries/default/people").json()["people"] == []

@@ -279,6 +279,42 @@ def delete(person, location, timeout, yes):
     click.echo(f"deleted {person} ({n} photos)")
 
 
+@gallery.command()
+@gallery_option
+@click.option("--far", type=float, default=0.001, show_default=True,
+              help="A photo is unlike its person below the 1:1 threshold at this false accept rate.")
+@click.option("--share", type=float, default=0.5, show_default=True,
+              help="Two people may be one when this share of one's photos look like the other's.")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def check(location, timeout, far, share, as_json):
+    """Find labelling mistakes: photos unlike their person's other photos (a namesake, the wrong face of a group
+    photo) and people who may be one person under two names. Changes nothing.
+
+    Exit 0 when nothing was found, 1 when something is worth a look.
+    """
+    g = _open(location, timeout)
+    try:
+        report = g.check(far=far, share=share)
+    finally:
+        g.close()
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo(f"{location}: checked {report.photos_checked} photos of {report.people_checked} people "
+                   f"({report.people_with_one_photo} people with one photo cannot be checked)")
+        for p in report.photos:
+            click.echo(f"  photo #{p.photo_id} {p.source or '(no file)'} filed under {p.person}: {p.reason}")
+        for p in report.people:
+            click.echo(f"  {p.a} and {p.b} may be one person: {p.share_a_like_b:.0%} of {p.a}'s photos look like "
+                       f"{p.b}, {p.share_b_like_a:.0%} the other way")
+        if report.clean:
+            click.echo("  nothing found")
+        else:
+            click.echo("  (`gallery remove ID` drops a photo; `gallery merge A B` joins two people)")
+    sys.exit(EXIT_OK if report.clean else EXIT_NEGATIVE)
+
+
 def _threshold_options(fn):
     fn = click.option("--far", type=float, help="A 1:1 false-accept rate (e.g. 0.001): its LFW-calibrated threshold. "
                                                 "Default: the open-set threshold that named 1 % of strangers on LFW.")(fn)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import NoFaceError, StoreError
+from .audit import GalleryCheck, check_gallery
 from .enrol import (MAX_CANDIDATES, EnrolOptions, EnrolReport, choose_face, enrol_folder, match_threshold,
                     person_references)
 from .identify import DEFAULT_SCORING, Identification, Lookalike, Match, default_threshold, rank_people
@@ -191,6 +192,11 @@ class Gallery:
     def stats(self) -> dict[str, Any]:
         return self.store.stats()
 
+    def check(self, far: float = 0.001, share: float = 0.5) -> GalleryCheck:
+        """Photos that look unlike their person (or like someone else) and people who may be one person;
+        changes nothing (see `audit`)."""
+        return check_gallery(self, far=far, share=share)
+
     # -- search ------------------------------------------------------------------------------------------------
     def vector_count(self) -> int:
         return self.store.vector_count()
@@ -341,4 +347,4 @@ def lookalike(image, gallery, order: str = "rgb") -> list[Lookalike]:
 
 
 __all__ = ["open_gallery", "Gallery", "identify", "lookalike", "EnrolOptions", "EnrolReport", "Identification",
-           "Lookalike", "Match", "PersonRecord", "PhotoRecord"]
+           "Lookalike", "Match", "PersonRecord", "PhotoRecord", "GalleryCheck"]

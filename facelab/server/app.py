@@ -245,6 +245,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         people = await galleries.run(gallery, lambda g: features.plain(g.people()), create=gallery == DEFAULT)
         return {"gallery": gallery, "people": people}
 
+    @app.get("/v1/galleries/{gallery}/check", response_model=schemas.GalleryCheckOut, dependencies=read,
+             responses=ERRORS, tags=["galleries"])
+    async def check_gallery(gallery: str, far: float = Query(0.001, gt=0, le=0.1)):
+        """Labelling mistakes worth a look (`facelab gallery check`): photos unlike their person's other photos
+        and people who may be one person under two names. Changes nothing."""
+        features.api("galleries")
+        report = await galleries.run(gallery, lambda g: g.check(far=far).to_dict())
+        return {"gallery": gallery, **report}
+
     @app.get("/v1/galleries/{gallery}/people/{person}", response_model=schemas.PersonOut, dependencies=read,
              responses=ERRORS, tags=["galleries"])
     async def get_person(gallery: str, person: str):

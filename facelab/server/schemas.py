@@ -171,6 +171,12 @@ class PeopleList(BaseModel):
     people: list[PersonOut]
 
 
+class GalleryCheckOut(Open):
+    gallery: str
+    suspect_photos: list[dict[str, Any]] = Field(description="Photos unlike their person's other photos")
+    similar_people: list[dict[str, Any]] = Field(description="Pairs of people who may be one person")
+
+
 class PersonRename(BaseModel):
     name: str = Field(min_length=1, max_length=200)
 

@@ -268,18 +268,39 @@ def test_check_finds_a_misfiled_photo_and_one_person_under_two_names(gallery, lf
     assert gallery.check().clean
 
 
-def test_cli_check_exits_1_when_something_is_worth_a_look(enrolled, lfw, tmp_path):
+def test_check_typical_similarity_is_the_per_person_quantile_of_fitting_photos():
+    from facelab.gallery.audit import OWN_QUANTILE, _typical_similarity
+
+    rng = np.random.default_rng(0)
+    member = np.repeat(np.arange(50), rng.integers(1, 12, 50))
+    own = rng.uniform(0, 1, len(member))
+    own[rng.random(len(own)) < 0.1] = np.nan  # a person's only photo has no leave-one-out similarity
+    starts = np.flatnonzero(np.r_[True, member[1:] != member[:-1]])
+    expected = []
+    for p in range(50):
+        fitting = own[member == p][own[member == p] >= 0.3]
+        expected.append(np.quantile(fitting, OWN_QUANTILE) if len(fitting) else np.nan)
+    np.testing.assert_allclose(_typical_similarity(own, member, starts, 0.3), expected)
+
+
+def test_cli_enrol_points_at_a_misfiled_photo_and_check_names_it(lfw, tmp_path):
+    root = tmp_path / "people"
+    for person, photos in {"Donald_Rumsfeld": [("Donald_Rumsfeld", 1), ("Donald_Rumsfeld", 2),
+                                               ("Serena_Williams", 1)],          # Serena filed under Rumsfeld
+                           "Colin_Powell": [("Colin_Powell", 1), ("Colin_Powell", 2)]}.items():
+        (root / person).mkdir(parents=True)
+        for name, n in photos:
+            (root / person / f"{name}_{n:04d}.jpg").symlink_to(lfw_image(lfw, name, n))
     db = tmp_path / "check.db"
-    shutil.copy(enrolled[0], db)
-    r = run_cli("gallery", "check", "-g", db)
-    assert r.returncode == 0 and "nothing found" in r.stdout, r.stderr
-    g = facelab.open_gallery(db)
-    g.add_photo("Donald_Rumsfeld", lfw_image(lfw, "Serena_Williams", 1))
-    g.close()
+    r = run_cli("gallery", "enrol", root, "-g", db)
+    assert r.returncode == 0 and "check: 1 photos look unlike their person's other photos" in r.stdout, r.stderr
     r = run_cli("gallery", "check", "-g", db, "--json")
     assert r.returncode == 1, r.stderr
     suspects = json.loads(r.stdout)["suspect_photos"]
-    assert [Path(p["source"] or "").name for p in suspects] == ["Serena_Williams_0001.jpg"]
+    assert [Path(p["source"]).name for p in suspects] == ["Serena_Williams_0001.jpg"]
+    assert run_cli("gallery", "remove", suspects[0]["photo_id"], "-g", db).returncode == 0
+    r = run_cli("gallery", "check", "-g", db)
+    assert r.returncode == 0 and "nothing found" in r.stdout, r.stderr
 
 
 def test_export_import_round_trip(gallery, tmp_path):

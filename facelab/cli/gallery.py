@@ -9,6 +9,7 @@ import click
 from ..errors import EXIT_NEGATIVE, EXIT_OK, EXIT_PARTIAL, FacelabError, NoFaceError
 from .common import batch_exit_code, echo_json, finish_batch, handle_errors, record_failure
 
+AUTO_CHECK_LIMIT = 50_000  # embeddings; `gallery enrol` runs `gallery check` up to this size (cost grows with people²)
 GALLERY_HELP = "Gallery: a SQLite file (people.db) or postgresql://user@host/db (pgvector)."
 
 
@@ -51,7 +52,8 @@ def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch,
           no_progress, as_json):
     """Enrol ROOT/<person>/<photos>: detect, filter, embed and store every photo under its person.
 
-    Re-running adds only new or changed files. Exit 0, or 7 if some photos were skipped.
+    Re-running adds only new or changed files, then the gallery is checked for misfiled photos (`gallery
+    check`, up to 50,000 embeddings). Exit 0, or 7 if some photos were skipped.
     """
     from ..gallery import EnrolOptions
 
@@ -61,10 +63,14 @@ def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch,
                                 batch=batch,
                                 options=EnrolOptions(min_size=min_size, max_yaw=max_yaw, max_pitch=max_pitch,
                                                      match_far=match_far))
+        # a crawled folder's mislabels are cheapest to fix right after enrolment: say so (small galleries only)
+        checked = g.check() if report.added and g.vector_count() <= AUTO_CHECK_LIMIT else None
     finally:
         g.close()
     if as_json:
-        echo_json(report.to_dict())
+        extra = {"check": {"suspect_photos": len(checked.photos), "similar_people": len(checked.people)}
+                 } if checked else {}
+        echo_json({**report.to_dict(), **extra})
     else:
         click.echo(f"{location}: {report.summary()}")
         for reason, items in sorted(report.skipped.items()):
@@ -72,6 +78,9 @@ def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch,
                 click.echo(f"  skipped ({reason}): {item['file']}: {item['detail']}")
             if len(items) > 5:
                 click.echo(f"  ... and {len(items) - 5} more {reason} (--json lists all)")
+        if checked and not checked.clean:
+            click.echo(f"  check: {len(checked.photos)} photos look unlike their person's other photos, "
+                       f"{len(checked.people)} pairs of people may be one person: facelab gallery check -g {location}")
     sys.exit(EXIT_PARTIAL if report.skipped else EXIT_OK)
 
 

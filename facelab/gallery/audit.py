@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from . import Gallery
 
 OWN_QUANTILE = 0.1  # "as similar as the person's own photos": all but their least typical 10 %
-CHUNK = 8192        # photos scored against every template at a time (bounds memory on large galleries)
+CHUNK = 4096        # people compared with every other person at a time (bounds memory on large galleries)
 
 
 @dataclass
@@ -84,22 +84,25 @@ def check_gallery(gallery: "Gallery", far: float = 0.001, share: float = 0.5,
 
     threshold = match_threshold(gallery.model.name, far)
     photo_ids, person_ids, vectors = gallery.store.vectors()
+    order = np.argsort(person_ids, kind="stable")  # each person's photos side by side: groups are slices
+    photo_ids, person_ids, vectors = photo_ids[order], person_ids[order], vectors[order]
     vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    people, member = np.unique(person_ids, return_inverse=True)
-    counts = np.bincount(member, minlength=len(people))
-    sums = np.zeros((len(people), vectors.shape[1]), np.float64)
-    np.add.at(sums, member, vectors)
-    templates = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-    own = _leave_one_out(vectors, sums, member, counts)
-    report = GalleryCheck(gallery.model.name, far, round(threshold, 5), int(np.sum(counts[member] > 1)),
+    people, starts, counts = np.unique(person_ids, return_index=True, return_counts=True)
+    report = GalleryCheck(gallery.model.name, far, round(threshold, 5), int(counts[counts > 1].sum()),
                           int(np.sum(counts > 1)), int(np.sum(counts == 1)))
     if not len(people):
         return report
+    member = np.repeat(np.arange(len(people)), counts)
+    sums = np.add.reduceat(vectors.astype(np.float64), starts)
+    templates = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    own = _leave_one_out(vectors, sums, member, counts)
     names = gallery.person_names()
-    report.photos = _suspect_photos(gallery, vectors, templates, member, own, threshold, photo_ids,
-                                    [names[int(p)] for p in people])
-    report.people = _similar_people(vectors, templates, member, own, threshold, share, neighbours,
-                                    [names[int(p)] for p in people])
+    person_names = [names[int(p)] for p in people]
+    report.photos = _suspect_photos(gallery, vectors, templates, member, own, threshold, photo_ids, person_names)
+    typical = _typical_similarity(own, member, starts, threshold)
+    groups = [slice(a, a + n) for a, n in zip(starts, counts)]
+    report.people = _similar_people(vectors, templates, groups, typical, threshold, share, neighbours,
+                                    person_names)
     return report
 
 
@@ -111,25 +114,36 @@ def _leave_one_out(vectors, sums, member, counts) -> np.ndarray:
     return np.where(counts[member] > 1, own, np.nan)
 
 
+def _typical_similarity(own, member, starts, threshold) -> np.ndarray:
+    """Per person, the OWN_QUANTILE of their photos' leave-one-out similarities, photos below the threshold left
+    out (a misfiled photo must not lower the bar for everyone); NaN where none is left. Same interpolation as
+    np.quantile, for all people at once."""
+    fitting = own >= threshold  # NaN compares False
+    keyed = np.where(fitting, own, np.inf)
+    ranked = keyed[np.lexsort((keyed, member))]  # ascending within each person, left-out photos last
+    n_fit = np.add.reduceat(fitting.astype(np.int64), starts)
+    position = OWN_QUANTILE * np.maximum(n_fit - 1, 0)
+    low = np.floor(position).astype(np.int64)
+    high = np.minimum(low + 1, np.maximum(n_fit - 1, 0))
+    a, b = ranked[starts + low], ranked[starts + high]
+    step = np.zeros_like(a)
+    between = high > low  # two fitting photos to interpolate between (else b - a may be inf - inf)
+    step[between] = b[between] - a[between]
+    return np.where(n_fit > 0, a + (position - low) * step, np.nan)
+
+
 def _suspect_photos(gallery, vectors, templates, member, own, threshold, photo_ids, person_names):
-    found = []
-    for start in range(0, len(vectors), CHUNK):
-        rows = np.arange(start, min(start + CHUNK, len(vectors)))
-        scores = vectors[rows] @ templates.T
-        scores[np.arange(len(rows)), member[rows]] = -np.inf  # the photo's own person
-        other = scores.argmax(axis=1) if templates.shape[0] > 1 else np.full(len(rows), -1)
-        for i, row in enumerate(rows):
-            if np.isnan(own[row]):
-                continue
-            best = float(scores[i, other[i]]) if other[i] >= 0 else None
-            if own[row] >= threshold:
-                continue
-            reason = f"unlike their other photos ({own[row]:.2f} < {threshold:.2f})"
-            if best is not None and best >= threshold:
-                reason += f"; looks like {person_names[other[i]]} ({best:.2f})"
-            found.append((row, best, other[i], reason))
+    rows = np.flatnonzero(own < threshold)  # NaN (a person's only photo) compares False: not checked
+    rows = rows[np.argsort(own[rows])]
+    scores = vectors[rows] @ templates.T if len(rows) else np.zeros((0, len(templates)))
+    scores[np.arange(len(rows)), member[rows]] = -np.inf  # the photo's own person
     out = []
-    for row, best, other, reason in sorted(found, key=lambda f: own[f[0]]):
+    for row, row_scores in zip(rows, scores):
+        other = int(row_scores.argmax()) if len(templates) > 1 else -1
+        best = float(row_scores[other]) if other >= 0 else None
+        reason = f"unlike their other photos ({own[row]:.2f} < {threshold:.2f})"
+        if best is not None and best >= threshold:
+            reason += f"; looks like {person_names[other]} ({best:.2f})"
         record = gallery.store.photo(int(photo_ids[row]))
         out.append(SuspectPhoto(int(photo_ids[row]), person_names[member[row]], record.source if record else None,
                                 round(float(own[row]), 4), person_names[other] if other >= 0 else None,
@@ -137,35 +151,30 @@ def _suspect_photos(gallery, vectors, templates, member, own, threshold, photo_i
     return out
 
 
-def _similar_people(vectors, templates, member, own, threshold, share, neighbours, person_names):
-    n_people = len(templates)
-    typical = np.full(n_people, np.nan)  # each person's OWN_QUANTILE leave-one-out similarity
-    order = np.argsort(member, kind="stable")
-    starts = np.searchsorted(member[order], np.arange(n_people))
-    groups = np.split(order, starts[1:])
-    for p, rows in enumerate(groups):
-        fitting = own[rows][own[rows] >= threshold]  # a misfiled photo must not lower the bar for everyone
-        if len(fitting):
-            typical[p] = np.quantile(fitting, OWN_QUANTILE)
-
+def _similar_people(vectors, templates, groups, typical, threshold, share, neighbours, person_names):
     def like(a: int, b: int) -> float:
         if np.isnan(typical[b]):
             return 0.0
-        return float(np.mean(vectors[groups[a]] @ templates[b] >= typical[b]))
+        return round(float(np.mean(vectors[groups[a]] @ templates[b] >= typical[b])), 3)
 
+    n_people = len(templates)
+    k = min(neighbours, n_people - 1)
     pairs: dict[tuple[int, int], SimilarPeople] = {}
-    for start in range(0, n_people, CHUNK):
+    for start in range(0, n_people, CHUNK) if k > 0 else ():
         block = templates[start:start + CHUNK] @ templates.T
-        for i, row in enumerate(block):
-            a = start + i
-            row[a] = -np.inf
-            for b in np.argsort(-row)[:neighbours]:
-                key = (min(a, int(b)), max(a, int(b)))
-                if key in pairs or not np.isfinite(row[b]):
-                    continue
+        block[np.arange(len(block)), np.arange(start, start + len(block))] = -np.inf
+        # people whose templates do not even verify as one are not one person: only pairs above the threshold,
+        # each person's k most similar of them
+        rows, cols = np.nonzero(block >= threshold)
+        by_row = np.lexsort((-block[rows, cols], rows))
+        rows, cols = rows[by_row], cols[by_row]
+        rank = np.arange(len(rows)) - np.searchsorted(rows, rows)  # 0 for a row's most similar person
+        for i, b in zip(rows[rank < k], cols[rank < k]):
+            a, b = start + int(i), int(b)
+            key = (min(a, b), max(a, b))
+            if key not in pairs:
                 x, y = key
-                pairs[key] = SimilarPeople(person_names[x], person_names[y], round(like(x, y), 3),
-                                           round(like(y, x), 3),
-                                           round(float(row[b]), 4))
+                pairs[key] = SimilarPeople(person_names[x], person_names[y], like(x, y), like(y, x),
+                                           round(float(block[i, b]), 4))
     found = [p for p in pairs.values() if max(p.share_a_like_b, p.share_b_like_a) >= share]
     return sorted(found, key=lambda p: -max(p.share_a_like_b, p.share_b_like_a))

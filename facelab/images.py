@@ -161,3 +161,22 @@ def save_image(rgb: np.ndarray, path: str | os.PathLike) -> None:
     from PIL import Image
 
     Image.fromarray(rgb).save(path)
+
+
+def face_jpeg(rgb: np.ndarray, box: dict[str, float], margin: float = 0.25, max_side: int = 160,
+              quality: int = 90) -> bytes:
+    """A small JPEG of one face (its box widened by `margin` per side, clipped to the image, the longer side at most
+    `max_side` px): what a gallery keeps when asked to keep faces (a few KB each)."""
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    mx, my = box["width"] * margin, box["height"] * margin
+    x0, y0 = max(0, int(box["x"] - mx)), max(0, int(box["y"] - my))
+    x1, y1 = min(w, int(np.ceil(box["x"] + box["width"] + mx))), min(h, int(np.ceil(box["y"] + box["height"] + my)))
+    if x1 <= x0 or y1 <= y0:
+        raise ImageError(f"face box {box} lies outside the {w}x{h} image")
+    crop = Image.fromarray(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
+    crop.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    crop.save(out, format="JPEG", quality=quality)
+    return out.getvalue()

@@ -151,11 +151,12 @@ def astronaut_file(tmp_path_factory, astronaut) -> str:
     return str(path)
 
 
-def enrol(server, path, name):
+def enrol(server, path, name, keep_face=False):
     import httpx
 
     with open(path, "rb") as fh:
-        r = httpx.post(f"{server['url']}v1/galleries/default/people/{name}/photos",
+        r = httpx.post(f"{server['url']}v1/galleries/default/people/{name}/photos"
+                       + ("?keep_face=true" if keep_face else ""),
                        files={"image": ("p.jpg", fh.read(), "image/jpeg")},
                        headers={"Authorization": f"Bearer {server['key']}"}, timeout=60)
     # A real gallery refuses the same photo twice (409): enrolled already is what the test needs.
@@ -262,11 +263,14 @@ def test_verify_two_photos(page, lfw):
 
 def test_lookalike(page, server, astronaut_file, lfw):
     enrol(server, astronaut_file, NAME)
+    enrol(server, str(lfw_image(lfw, "Tony_Blair", 2)), "Tony Blair", keep_face=True)
     page.click("button[data-tab='lookalike']")
     page.set_input_files("#lookalike-file", str(lfw_image(lfw, "Tony_Blair", 1)))
     page.click("#lookalike-form button")
     page.wait_for_selector("#lookalike-results li", timeout=30_000)
-    assert "looks most like" in page.inner_text("#lookalike-results")
+    assert "looks most like Tony Blair" in page.inner_text("#lookalike-results")
+    page.wait_for_selector("#lookalike-results img.kept-face", timeout=30_000)  # his kept face is shown
+    assert page.evaluate("document.querySelector('#lookalike-results img.kept-face').naturalWidth") > 0
 
 
 def test_gallery_round_trip(page, lfw):

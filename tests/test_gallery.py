@@ -283,7 +283,7 @@ def test_check_typical_similarity_is_the_per_person_quantile_of_fitting_photos()
     np.testing.assert_allclose(_typical_similarity(own, member, starts, 0.3), expected)
 
 
-def test_cli_enrol_points_at_a_misfiled_photo_and_check_names_it(lfw, tmp_path):
+def test_cli_enrol_keeps_faces_on_request_and_points_at_a_misfiled_photo(lfw, tmp_path):
     root = tmp_path / "people"
     for person, photos in {"Donald_Rumsfeld": [("Donald_Rumsfeld", 1), ("Donald_Rumsfeld", 2),
                                                ("Serena_Williams", 1)],          # Serena filed under Rumsfeld
@@ -292,8 +292,11 @@ def test_cli_enrol_points_at_a_misfiled_photo_and_check_names_it(lfw, tmp_path):
         for name, n in photos:
             (root / person / f"{name}_{n:04d}.jpg").symlink_to(lfw_image(lfw, name, n))
     db = tmp_path / "check.db"
-    r = run_cli("gallery", "enrol", root, "-g", db)
+    r = run_cli("gallery", "enrol", root, "-g", db, "--keep-faces")
     assert r.returncode == 0 and "check: 1 photos look unlike their person's other photos" in r.stdout, r.stderr
+    r = run_cli("gallery", "show", "Donald_Rumsfeld", "-g", db, "--save-faces", tmp_path / "crops")
+    assert r.returncode == 0 and "wrote 3 face crops" in r.stdout, r.stderr
+    assert len(list((tmp_path / "crops").glob("*.jpg"))) == 3
     r = run_cli("gallery", "check", "-g", db, "--json")
     assert r.returncode == 1, r.stderr
     suspects = json.loads(r.stdout)["suspect_photos"]
@@ -301,6 +304,50 @@ def test_cli_enrol_points_at_a_misfiled_photo_and_check_names_it(lfw, tmp_path):
     assert run_cli("gallery", "remove", suspects[0]["photo_id"], "-g", db).returncode == 0
     r = run_cli("gallery", "check", "-g", db)
     assert r.returncode == 0 and "nothing found" in r.stdout, r.stderr
+
+
+def test_kept_faces_are_small_crops_that_travel_and_die_with_their_photo(gallery, lfw, tmp_path):
+    import io
+
+    from PIL import Image
+
+    assert gallery.stats()["face_images_kept"] == 0  # by default photos are only referenced
+    assert all(gallery.face_image(p.id) is None for p in gallery.photos("Colin_Powell"))
+    rec = gallery.add_photo("Colin_Powell", lfw_image(lfw, "Colin_Powell", 6), keep_face=True)
+    jpeg = gallery.face_image(rec.id)
+    crop = Image.open(io.BytesIO(jpeg))
+    assert crop.format == "JPEG" and max(crop.size) <= 160 and gallery.stats()["face_images_kept"] == 1
+    faces = facelab.detect(np.asarray(crop.convert("RGB")))
+    assert len(faces) == 1  # the crop holds the face (with a margin), nothing else
+    out = tmp_path / "with_faces.json.gz"
+    gallery.export(out)
+    other = facelab.open_gallery(tmp_path / "imported.db")
+    try:
+        other.import_file(out)
+        moved = [p for p in other.photos("Colin_Powell") if p.sha256 == rec.sha256]
+        assert other.face_image(moved[0].id) == jpeg
+    finally:
+        other.close()
+    gallery.remove_photo(rec.id)
+    assert gallery.face_image(rec.id) is None
+    assert rows(Path(gallery.location), "SELECT COUNT(*) FROM faces")[0][0] == 0
+
+
+def test_a_gallery_made_before_faces_were_kept_gets_the_table_on_first_use(enrolled, lfw, tmp_path):
+    path = tmp_path / "old.db"
+    shutil.copy(enrolled[0], path)
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE faces")
+    conn.commit()
+    conn.close()
+    g = facelab.open_gallery(path)
+    try:
+        assert g.stats()["face_images_kept"] == 0 and g.face_image(1) is None
+        g.remove_photo(g.photos("Tony_Blair")[0].id)  # deleting works without the table
+        rec = g.add_photo("Tony_Blair", lfw_image(lfw, "Tony_Blair", 6), keep_face=True)
+        assert g.face_image(rec.id)[:2] == b"\xff\xd8"
+    finally:
+        g.close()
 
 
 def test_export_import_round_trip(gallery, tmp_path):

@@ -63,7 +63,10 @@ def test_enrol_identify_edit_on_postgres(pg_uri, lfw, tmp_path_factory, no_face_
         assert g.merge_people("Blair", "Hugo_Chavez") == 3
         suspects = g.check().photos  # Chavez's own photo is now the odd one out among Blair's three
         assert [Path(p.source).name for p in suspects] == ["Hugo_Chavez_0002.jpg"]
-        assert g.delete_person("Colin_Powell") == 3
+        kept = g.add_photo("Colin_Powell", lfw_image(lfw, "Colin_Powell", 7), keep_face=True)
+        assert g.face_image(kept.id)[:2] == b"\xff\xd8" and g.stats()["face_images_kept"] == 1
+        assert g.delete_person("Colin_Powell") == 4
+        assert g.face_image(kept.id) is None and g.stats()["face_images_kept"] == 0
         import psycopg
 
         with psycopg.connect(pg_uri) as conn:

@@ -113,3 +113,16 @@ def test_missing_and_unreadable_paths(tmp_path):
         load_image(tmp_path)
     with pytest.raises(ImageError, match="unsupported"):
         load_image(12345)
+
+
+def test_face_jpeg_is_a_small_clipped_crop_and_refuses_a_box_outside_the_image(astronaut):
+    import facelab
+    from facelab.images import face_jpeg
+
+    face = facelab.detect(astronaut)[0].to_dict()["box"]
+    crop = Image.open(io.BytesIO(face_jpeg(astronaut, face)))
+    assert crop.format == "JPEG" and max(crop.size) == 160  # widened by 25 % a side, then shrunk to 160 px
+    corner = Image.open(io.BytesIO(face_jpeg(astronaut, {"x": -50, "y": -50, "width": 100, "height": 100})))
+    assert corner.size == (75, 75)  # clipped to the image: 0..75 on both axes (50 + 25 % of 100)
+    with pytest.raises(ImageError, match="outside"):
+        face_jpeg(astronaut, {"x": 900, "y": 900, "width": 50, "height": 50})

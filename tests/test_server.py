@@ -426,7 +426,7 @@ class StandInGallery:
         self.next_id = 1
         self.closed = False
 
-    def add_photo(self, person, image, source=None):
+    def add_photo(self, person, image, source=None, keep_face=False):
         faces = facelab.embed(image, model=self.model)
         if not faces:
             from facelab.errors import NoFaceError
@@ -435,6 +435,9 @@ class StandInGallery:
         self.photos[self.next_id] = {"person": person, "vector": faces[0].embedding, "source": source}
         self.next_id += 1
         return _Record(id=self.next_id - 1, person=person, source=source)
+
+    def face_image(self, photo_id):
+        return None  # the stand-in keeps no crops
 
     def remove_photo(self, photo_id):
         from facelab.errors import StoreError
@@ -699,8 +702,13 @@ def test_real_emoticon(client, jpg):
 @_needs("lookalike")
 def test_real_gallery_round_trip(client, key, jpg, coffee_jpg):
     auth = {"Authorization": f"Bearer {key}"}
-    r = client.post("/v1/galleries/default/people/Eileen Collins/photos", files=upload(jpg), headers=auth)
+    r = client.post("/v1/galleries/default/people/Eileen Collins/photos?keep_face=true", files=upload(jpg),
+                    headers=auth)
     assert r.status_code == 201, r.text
+    face = client.get(f"/v1/galleries/default/photos/{r.json()['id']}/face")
+    assert face.status_code == 200 and face.headers["content-type"] == "image/jpeg"
+    assert face.content[:2] == b"\xff\xd8" and len(face.content) < 30_000  # a small crop, not the photo
+    assert error_code(client.get("/v1/galleries/default/photos/999/face")) == "not_found"
     people = client.get("/v1/galleries/default/people").json()["people"]
     assert [p["name"] for p in people] == ["Eileen Collins"]
     r = client.post("/v1/identify", files=upload(jpg))

@@ -43,13 +43,16 @@ def gallery():
 @click.option("--match-far", type=float, default=0.001, show_default=True,
               help="Group photos: keep the one face that matches the person's other photos at this 1:1 false "
                    "accept rate (0: skip every photo with several faces of similar size).")
+@click.option("--keep-faces", is_flag=True, help="Also keep a small JPEG crop of each stored face in the gallery "
+                                             "(biometric data; deleted with its photo). Default: photos are only "
+                                             "referenced by path.")
 @click.option("--batch", type=int, default=32, show_default=True, help="Photos written per transaction.")
 @click.option("--retry-skipped", is_flag=True, help="Look again at files skipped by an earlier run.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is off anyway when not on a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @handle_errors
-def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch, match_far, batch, retry_skipped,
-          no_progress, as_json):
+def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch, match_far, keep_faces, batch,
+          retry_skipped, no_progress, as_json):
     """Enrol ROOT/<person>/<photos>: detect, filter, embed and store every photo under its person.
 
     Re-running adds only new or changed files, then the gallery is checked for misfiled photos (`gallery
@@ -62,7 +65,7 @@ def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch,
         report = g.enrol_folder(root, progress=not no_progress, workers=workers, retry_skipped=retry_skipped,
                                 batch=batch,
                                 options=EnrolOptions(min_size=min_size, max_yaw=max_yaw, max_pitch=max_pitch,
-                                                     match_far=match_far))
+                                                     match_far=match_far, keep_faces=keep_faces))
         # a crawled folder's mislabels are cheapest to fix right after enrolment: say so (small galleries only)
         checked = g.check() if report.added and g.vector_count() <= AUTO_CHECK_LIMIT else None
     finally:
@@ -91,16 +94,20 @@ def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch,
 @click.option("--model", default=None, help="Embedding model for a new gallery.")
 @click.option("--face", type=int, help="Which face of the photo (index from `facelab detect`); default: the one face "
                                          "that matches PERSON's other photos, else the main face.")
+@click.option("--keep-faces", is_flag=True, help="Also keep a small JPEG crop of each stored face in the gallery "
+                                             "(biometric data; deleted with its photo). Default: photos are only "
+                                             "referenced by path.")
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
-def add(person, photos, location, timeout, model, face, as_json):
-    """Add photos of PERSON (created if new). The photos are referenced by path, not copied."""
+def add(person, photos, location, timeout, model, face, keep_faces, as_json):
+    """Add photos of PERSON (created if new). The photos are referenced by path, not copied (--keep-faces keeps a
+    crop of the face)."""
     g = _open(location, timeout, create=True, model=model)
     records, codes = [], []
     try:
         for src in photos:
             try:
-                rec = g.add_photo(person, src, face=face)
+                rec = g.add_photo(person, src, face=face, keep_face=keep_faces)
                 records.append(rec.to_dict())
                 codes.append(EXIT_OK)
                 if not as_json:
@@ -151,16 +158,30 @@ def list_people(location, timeout, as_json):
 @gallery.command()
 @click.argument("person")
 @gallery_option
+@click.option("--save-faces", type=click.Path(file_okay=False), default=None,
+              help="Write the kept face crops (galleries enrolled with --keep-faces) to this folder as ID.jpg.")
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
-def show(person, location, timeout, as_json):
+def show(person, location, timeout, save_faces, as_json):
     """One person's photos: id, file, face box, pose, quality."""
+    from pathlib import Path
+
     g = _open(location, timeout)
     try:
         rec = g.person(person)
         photos = [p.to_dict() for p in g.photos(person)]
+        crops = {p["id"]: g.face_image(p["id"]) for p in photos} if save_faces else {}
     finally:
         g.close()
+    if save_faces:
+        Path(save_faces).mkdir(parents=True, exist_ok=True)
+        for pid, jpeg in crops.items():
+            if jpeg:
+                (Path(save_faces) / f"{pid}.jpg").write_bytes(jpeg)
+        kept = sum(1 for j in crops.values() if j)
+        click.echo(f"wrote {kept} face crops to {save_faces}" +
+                   ("" if kept == len(crops) else f" ({len(crops) - kept} photos have none: enrolled without "
+                                                  f"--keep-faces)"), err=as_json)
     if as_json:
         echo_json({**rec.to_dict(), "photos": photos})
         return

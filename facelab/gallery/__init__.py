@@ -94,9 +94,12 @@ class Gallery:
         return enrol_folder(self, root, progress=progress, workers=workers, options=options,
                             retry_skipped=retry_skipped, batch=batch)
 
-    def add_photo(self, person: str, image, source: str | None = None, face: int | None = None) -> PhotoRecord:
+    def add_photo(self, person: str, image, source: str | None = None, face: int | None = None,
+                  keep_face: bool = False) -> PhotoRecord:
         """Add one photo of `person`: face number `face`, else the one face that matches the person's stored photos
-        (FAR 0.1 %), else the main face. Raises on no face or a duplicate."""
+        (FAR 0.1 %), else the main face. keep_face: also keep a small JPEG crop of the face in the gallery.
+        Raises on no face or a duplicate."""
+        from ..images import face_jpeg
         from ..images import load_image
         from ..pipeline import pick_main_face
         from .store import file_sha256
@@ -126,8 +129,9 @@ class Gallery:
         if chosen.embedding is None:
             analysis.embed_faces(rgb, [chosen])
         d = chosen.to_dict()
+        crop = face_jpeg(rgb, d["box"]) if keep_face else None
         result = self.store.add_photos([NewPhoto(str(person), source, sha, chosen.index, len(faces), d["box"],
-                                                 d.get("pose"), d.get("quality"), chosen.embedding)])[0]
+                                                 d.get("pose"), d.get("quality"), chosen.embedding, crop)])[0]
         if isinstance(result, str):
             raise StoreError(f"{name}: already in the gallery ({result})")
         return result
@@ -155,6 +159,10 @@ class Gallery:
         hashes = hashes or [hashlib.sha256(v.tobytes()).hexdigest() for v in vectors]
         return self.store.add_photos([NewPhoto(person, s, h, 0, 1, {}, None, None, v)
                                       for v, s, h in zip(vectors, sources, hashes)])
+
+    def face_image(self, photo_id: int) -> bytes | None:
+        """The JPEG crop of a photo's face, if the gallery keeps faces (enrolled with keep_faces), else None."""
+        return self.store.face_image(int(photo_id))
 
     def remove_photo(self, photo_id: int) -> None:
         if not self.store.remove_photos([int(photo_id)]):
@@ -270,7 +278,8 @@ class Gallery:
 
     # -- export / import -----------------------------------------------------------------------------------
     def export(self, path) -> dict[str, int]:
-        """Write every person, photo record and embedding to a portable JSON file (.json or .json.gz).
+        """Write every person, photo record and embedding (and kept face crops) to a portable JSON file (.json or
+        .json.gz).
 
         The file holds biometric data (face embeddings): store and share it accordingly."""
         path = Path(path)
@@ -282,6 +291,9 @@ class Gallery:
             for p, v in zip(self.store.photos_of(rec.name), vecs):
                 d = p.to_dict()
                 d["embedding"] = base64.b64encode(np.asarray(v, "<f4").tobytes()).decode()
+                crop = self.store.face_image(p.id)
+                if crop:
+                    d["face_jpeg"] = base64.b64encode(crop).decode()
                 photos.append(d)
             people.append({"name": rec.name, "photos": photos})
         doc = {"format": EXPORT_FORMAT, "version": 1, "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -312,8 +324,10 @@ class Gallery:
             batch = []
             for p in person["photos"]:
                 vec = np.frombuffer(base64.b64decode(p["embedding"]), "<f4")
+                crop = base64.b64decode(p["face_jpeg"]) if p.get("face_jpeg") else None
                 batch.append(NewPhoto(person["name"], p.get("source"), p["sha256"], p.get("face_index", 0),
-                                      p.get("n_faces", 1), p.get("box") or {}, p.get("pose"), p.get("quality"), vec))
+                                      p.get("n_faces", 1), p.get("box") or {}, p.get("pose"), p.get("quality"), vec,
+                                      crop))
             for res in self.store.add_photos(batch):
                 added, skipped = (added + 1, skipped) if not isinstance(res, str) else (added, skipped + 1)
         return {"people": len(doc["people"]), "added": added, "skipped_duplicates": skipped}

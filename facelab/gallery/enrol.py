@@ -45,8 +45,10 @@ class EnrolOptions:
                                # (in area) than the next one; otherwise it is ambiguous whose photo it is
     match_far: float = 0.001   # ...unless exactly one of its faces verifies against the person's other photos at
                                # this 1:1 false accept rate (0 turns the matching off)
+    keep_faces: bool = False   # keep a small JPEG crop of each stored face in the gallery (photos are otherwise
+                               # only referenced by path)
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float | bool]:
         return dict(self.__dict__)
 
 
@@ -139,6 +141,7 @@ def analyse_photo(job: tuple[str, str, str, dict]) -> dict[str, Any]:
         largest = max(f.quality.size for f in faces)
         return {"skip": "too small", "detail": f"largest face {largest:.0f} px < {opts['min_size']:g}"}
     face_filter = FaceFilter(max_yaw=opts["max_yaw"], max_pitch=opts["max_pitch"])
+    keep = rgb if opts.get("keep_faces") else None
     # the old rule: the largest face if it is `dominance` times the next one in area, else no choice
     if len(big) == 1 or big[0].area >= opts["dominance"] * big[1].area:
         reason = face_filter.reason(big[0])
@@ -146,7 +149,7 @@ def analyse_photo(job: tuple[str, str, str, dict]) -> dict[str, Any]:
             rule: dict[str, Any] = {"skip": "too turned", "detail": reason}
         else:
             _analysis.embed_faces(rgb, [big[0]])
-            rule = {"photo": _new_photo(person, source, sha, big[0], len(faces))}
+            rule = {"photo": _new_photo(person, source, sha, big[0], len(faces), keep)}
     else:
         rule = {"skip": "several faces", "detail": f"{len(big)} faces of similar size" + HOW_TO_CHOOSE}
     if len(big) == 1 or not opts["match_far"]:
@@ -156,17 +159,21 @@ def analyse_photo(job: tuple[str, str, str, dict]) -> dict[str, Any]:
     if not usable:
         return rule
     _analysis.embed_faces(rgb, [f for f in usable if f.embedding is None])
-    return {"candidates": [_new_photo(person, source, sha, f, len(faces)) for f in usable], "fallback": rule}
+    return {"candidates": [_new_photo(person, source, sha, f, len(faces), keep) for f in usable], "fallback": rule}
 
 
 MAX_CANDIDATES = 8  # faces of a group photo compared with the person's other photos (the largest ones)
 HOW_TO_CHOOSE = "; crop the photo to one person or use `gallery add --face N`"
 
 
-def _new_photo(person: str, source: str, sha: str, face, n_faces: int) -> NewPhoto:
+def _new_photo(person: str, source: str, sha: str, face, n_faces: int, rgb: np.ndarray | None = None) -> NewPhoto:
+    """The record to store for `face`; with `rgb`, a crop of the face is kept too."""
+    from ..images import face_jpeg
+
     d = face.to_dict()
+    crop = face_jpeg(rgb, d["box"]) if rgb is not None else None
     return NewPhoto(person, source, sha, face.index, n_faces, d["box"], d.get("pose"), d.get("quality"),
-                    face.embedding)
+                    face.embedding, crop)
 
 
 def choose_face(vectors: np.ndarray, references: np.ndarray | None, threshold: float,

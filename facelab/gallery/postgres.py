@@ -118,10 +118,19 @@ class PostgresStore(Store):
                         f"photo_id bigint REFERENCES {s}.photos(id) ON DELETE CASCADE)")
             cur.execute(f"CREATE TABLE IF NOT EXISTS {s}.changes (seq bigserial PRIMARY KEY, op text NOT NULL, "
                         f"photo_id bigint NOT NULL)")
+            cur.execute(self._faces_table())
             cur.execute(f"INSERT INTO {s}.meta VALUES (%s, %s), (%s, %s), (%s, %s), (%s, %s), (%s, %s) "
                         f"ON CONFLICT (key) DO NOTHING",
                         ("schema_version", str(SCHEMA_VERSION), "model", model.name, "dim", str(model.dim),
                          "fingerprint", model.fingerprint, "created", str(time.time())))
+
+    def _faces_table(self) -> str:
+        s = self.schema
+        return (f"CREATE TABLE IF NOT EXISTS {s}.faces (photo_id bigint PRIMARY KEY REFERENCES {s}.photos(id) "
+                f"ON DELETE CASCADE, jpeg bytea NOT NULL)")
+
+    def _has_faces(self) -> bool:
+        return self.read("SELECT to_regclass(%s)", (f"{self.schema}.faces",))[0][0] is not None
 
     @contextmanager
     def write(self) -> Iterator[Any]:
@@ -152,6 +161,8 @@ class PostgresStore(Store):
         out: list[PhotoRecord | str] = []
         now = time.time()
         with self.write() as cur:
+            if any(p.face_jpeg for p in photos):
+                cur.execute(self._faces_table())  # a gallery made before faces could be kept gets the table now
             for p in photos:
                 vec = np.asarray(p.vector, np.float32).reshape(-1)
                 if len(vec) != self.model.dim:
@@ -181,6 +192,8 @@ class PostgresStore(Store):
                 cur.execute(f"INSERT INTO {s}.embeddings VALUES (%s, %s, %s::vector)",
                             (photo_id, self.model.name, vector_literal(vec)))
                 cur.execute(f"INSERT INTO {s}.changes (op, photo_id) VALUES ('add', %s)", (photo_id,))
+                if p.face_jpeg:
+                    cur.execute(f"INSERT INTO {s}.faces VALUES (%s, %s)", (photo_id, p.face_jpeg))
                 out.append(PhotoRecord(photo_id, p.person, p.source, p.sha256, p.face_index, p.n_faces, p.box,
                                        p.pose, p.quality, now, self.model.name))
                 if p.source in files:
@@ -235,7 +248,15 @@ class PostgresStore(Store):
         cur.executemany(f"INSERT INTO {s}.changes (op, photo_id) VALUES ('del', %s)", [(i,) for i in ids])
         cur.execute(f"DELETE FROM {s}.files WHERE photo_id = ANY(%s)", (ids,))
         cur.execute(f"DELETE FROM {s}.embeddings WHERE photo_id = ANY(%s)", (ids,))
+        if cur.execute("SELECT to_regclass(%s)", (f"{s}.faces",)).fetchone()[0] is not None:
+            cur.execute(f"DELETE FROM {s}.faces WHERE photo_id = ANY(%s)", (ids,))
         cur.execute(f"DELETE FROM {s}.photos WHERE id = ANY(%s)", (ids,))
+
+    def face_image(self, photo_id: int) -> bytes | None:
+        if not self._has_faces():
+            return None
+        rows = self.read(f"SELECT jpeg FROM {self.schema}.faces WHERE photo_id = %s", (int(photo_id),))
+        return bytes(rows[0][0]) if rows else None
 
     def remove_photos(self, photo_ids: list[int]) -> int:
         s = self.schema
@@ -363,6 +384,7 @@ class PostgresStore(Store):
         n_photos = self.read(f"SELECT COUNT(*) FROM {s}.photos")[0][0]
         n_emb = self.read(f"SELECT model, COUNT(*) FROM {s}.embeddings GROUP BY model")
         skipped = self.read(f"SELECT reason, COUNT(*) FROM {s}.files WHERE status = 'skipped' GROUP BY reason")
+        kept = self.read(f"SELECT COUNT(*) FROM {s}.faces")[0][0] if self._has_faces() else 0
         size = self.read("SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n "
                          "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'", (s,))[0][0]
         index_bytes = self.read("SELECT COALESCE(pg_relation_size(to_regclass(%s)), 0)",
@@ -372,7 +394,7 @@ class PostgresStore(Store):
         warning = shared_buffers_warning(int(index_bytes), int(buffers))
         return {"gallery": self.location, "backend": "postgresql+pgvector", "schema_version": SCHEMA_VERSION,
                 "model": self.model.to_dict(), "people": n_people, "photos": n_photos, "embeddings": dict(n_emb),
-                "index": f"hnsw (pgvector, m={HNSW_M}, ef_search={HNSW_EF_SEARCH})",
+                "index": f"hnsw (pgvector, m={HNSW_M}, ef_search={HNSW_EF_SEARCH})", "face_images_kept": kept,
                 "skipped_files": dict(skipped), "bytes_on_disk": int(size), "index_bytes": int(index_bytes),
                 "shared_buffers_bytes": int(buffers), "warnings": [warning] if warning else []}
 

@@ -1,8 +1,9 @@
 """The embedded gallery: one SQLite file (WAL journal, one transaction per write), no server.
 
 Tables: meta (schema version, model id, fingerprint), people, photos (path, sha256, box, pose, quality),
-embeddings (one float32 blob per photo, tagged with the model), files (the enrolment ledger) and changes (an
-append-only log of added / deleted photo ids that keeps the vector index in step).
+embeddings (one float32 blob per photo, tagged with the model), files (the enrolment ledger), faces (face crops,
+kept only on request) and changes (an append-only log of added / deleted photo ids that keeps the vector index in
+step).
 
 The vector index lives in memory, built from the embeddings table: exact search for small galleries, an HNSW
 graph (usearch) above `HNSW_THRESHOLD` vectors, persisted next to the database (`<db>.hnsw`, replaced
@@ -45,9 +46,14 @@ CREATE TABLE IF NOT EXISTS embeddings (
 CREATE TABLE IF NOT EXISTS files (
     source TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime REAL NOT NULL, sha256 TEXT, status TEXT NOT NULL,
     reason TEXT, detail TEXT, photo_id INTEGER REFERENCES photos(id) ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS faces (
+    photo_id INTEGER PRIMARY KEY REFERENCES photos(id) ON DELETE CASCADE, jpeg BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, photo_id INTEGER NOT NULL);
 """
+
+
+FACES_TABLE = next(stmt for stmt in SCHEMA.split(";") if "TABLE IF NOT EXISTS faces" in stmt)
 
 
 def translate(location: str, exc: sqlite3.Error, timeout: float) -> StoreError:
@@ -160,6 +166,8 @@ class SqliteStore(Store):
         out: list[PhotoRecord | str] = []
         now = time.time()
         with self.write() as cur:
+            if any(p.face_jpeg for p in photos):
+                cur.execute(FACES_TABLE)  # a gallery made before faces could be kept gets the table now
             for p in photos:
                 dup = cur.execute("SELECT photos.id, people.name, photos.source FROM photos JOIN people ON "
                                   "people.id = photos.person_id WHERE sha256 = ?", (p.sha256,)).fetchone()
@@ -184,6 +192,8 @@ class SqliteStore(Store):
                 photo_id = cur.lastrowid
                 cur.execute("INSERT INTO embeddings VALUES (?, ?, ?)", (photo_id, self.model.name, vec.tobytes()))
                 cur.execute("INSERT INTO changes (op, photo_id) VALUES ('add', ?)", (photo_id,))
+                if p.face_jpeg:
+                    cur.execute("INSERT INTO faces VALUES (?, ?)", (photo_id, p.face_jpeg))
                 out.append(PhotoRecord(photo_id, p.person, p.source, p.sha256, p.face_index, p.n_faces, p.box,
                                        p.pose, p.quality, now, self.model.name))
                 if p.source in files:
@@ -236,7 +246,19 @@ class SqliteStore(Store):
         cur.executemany("INSERT INTO changes (op, photo_id) VALUES ('del', ?)", [(i,) for i in ids])
         cur.executemany("DELETE FROM files WHERE photo_id = ?", [(i,) for i in ids])
         cur.executemany("DELETE FROM embeddings WHERE photo_id = ?", [(i,) for i in ids])
+        if self._has_faces(cur):
+            cur.executemany("DELETE FROM faces WHERE photo_id = ?", [(i,) for i in ids])
         cur.executemany("DELETE FROM photos WHERE id = ?", [(i,) for i in ids])
+
+    @staticmethod
+    def _has_faces(cur: sqlite3.Cursor) -> bool:
+        return cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'faces'").fetchone() is not None
+
+    def face_image(self, photo_id: int) -> bytes | None:
+        if not self._has_faces(self.conn.cursor()):
+            return None
+        rows = self.read("SELECT jpeg FROM faces WHERE photo_id = ?", (int(photo_id),))
+        return bytes(rows[0][0]) if rows else None
 
     def remove_photos(self, photo_ids: list[int]) -> int:
         with self.write() as cur:
@@ -369,12 +391,13 @@ class SqliteStore(Store):
         n_photos = self.read("SELECT COUNT(*) FROM photos")[0][0]
         n_emb = self.read("SELECT model, COUNT(*) FROM embeddings GROUP BY model")
         skipped = self.read("SELECT reason, COUNT(*) FROM files WHERE status = 'skipped' GROUP BY reason")
+        kept = self.read("SELECT COUNT(*) FROM faces")[0][0] if self._has_faces(self.conn.cursor()) else 0
         files = [self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"), self.index_path]
         size = sum(p.stat().st_size for p in files if p.exists())
         index_kind = "hnsw (usearch)" if n_photos >= self.hnsw_threshold else "exact"
         return {"gallery": self.location, "backend": "sqlite", "schema_version": SCHEMA_VERSION,
                 "model": self.model.to_dict(), "people": n_people, "photos": n_photos,
-                "embeddings": dict(n_emb), "index": index_kind,
+                "embeddings": dict(n_emb), "index": index_kind, "face_images_kept": kept,
                 "skipped_files": dict(skipped), "bytes_on_disk": size}
 
     def close(self) -> None:

@@ -5,7 +5,9 @@ and one embedding made by the gallery's model. A gallery is bound to one embeddi
 fingerprint of its weights (and fusion parameters) are stored when it is created and checked every time it is
 opened, because vectors of two models (or of one model with other parameters) must never be compared.
 
-Photos are referenced by path and content hash (sha256), never copied. The `files` ledger remembers every file
+Photos are referenced by path and content hash (sha256), never copied; only when the user asks (`keep_faces`)
+is a small JPEG crop of each face kept in the gallery (table `faces`, created on first use, so galleries made
+before it existed open unchanged), and it goes with its photo. The `files` ledger remembers every file
 an enrolment looked at (added or skipped, with its size and mtime), so a re-run only reads new or changed files.
 """
 from __future__ import annotations
@@ -78,6 +80,7 @@ class NewPhoto:
     pose: dict[str, float] | None
     quality: dict[str, float] | None
     vector: np.ndarray
+    face_jpeg: bytes | None = None  # a small crop of the face, kept only when the user asks (keep_faces)
 
 
 @dataclass
@@ -175,6 +178,10 @@ class Store(ABC):
 
     @abstractmethod
     def photo_by_hash(self, sha256: str) -> PhotoRecord | None: ...
+
+    @abstractmethod
+    def face_image(self, photo_id: int) -> bytes | None:
+        """The JPEG face crop kept with a photo (enrolled with keep_faces), or None."""
 
     @abstractmethod
     def remove_photos(self, photo_ids: list[int]) -> int:

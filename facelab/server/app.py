@@ -15,7 +15,7 @@ from typing import Any, Optional
 import anyio
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 import facelab
@@ -265,15 +265,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
               tags=["galleries"])
     async def add_photo(request: Request, gallery: str, person: str,
                         source: Optional[str] = Query(None, max_length=200,
-                                                      description="a label kept with the photo, e.g. 'webcam'")):
-        """Enrol a photo of `person` (created if new). The only route that keeps anything from an upload.
+                                                      description="a label kept with the photo, e.g. 'webcam'"),
+                        keep_face: bool = Query(False, description="also keep a small JPEG crop of the face")):
+        """Enrol a photo of `person` (created if new). The only route that keeps anything from an upload: the
+        face's embedding and record, and with `keep_face` a crop of the face (never the photo).
         In a group photo, the one face that matches the person's stored photos is taken, else the main face."""
         features.api("galleries")
         _check_person_name(person)
         uploads, _ = await read_images(request, ("image",), settings)
         rgb = check_and_decode(uploads["image"], settings)
         label = source or _safe_label(uploads["image"].filename) or "upload"
-        record = await galleries.run(gallery, lambda g: features.plain(g.add_photo(person, rgb, source=label)),
+        record = await galleries.run(gallery, lambda g: features.plain(g.add_photo(person, rgb, source=label,
+                                                                                  keep_face=keep_face)),
                                      create=gallery == DEFAULT)
         return record
 
@@ -323,6 +326,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         key: Any = int(photo_id) if photo_id.isdigit() else photo_id
         await galleries.run(gallery, lambda g: g.remove_photo(key))
         return {"deleted": photo_id}
+
+    @app.get("/v1/galleries/{gallery}/photos/{photo_id}/face", dependencies=read, tags=["galleries"],
+             responses={**ERRORS, 404: {"model": schemas.ErrorResponse},
+                        200: {"content": {"image/jpeg": {}}, "description": "the kept face crop"}},
+             response_class=Response)
+    async def photo_face(gallery: str, photo_id: int):
+        """The face crop kept with a photo (added with `keep_face`), e.g. to show a look-alike's photo."""
+        features.api("galleries")
+        jpeg = await galleries.run(gallery, lambda g: g.face_image(photo_id))
+        if not jpeg:
+            raise ApiError(404, "not_found", f"photo {photo_id}: no face image kept (no such photo, or it was added "
+                                             f"without keep_face)")
+        return Response(content=jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     # ---- webcam ---------------------------------------------------------------------------------------------
     app.add_api_websocket_route("/v1/stream", stream_endpoint)

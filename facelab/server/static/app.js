@@ -292,11 +292,22 @@ async function lookalike(e) {
     r.faces.forEach((f, i) => {
       const sim = typeof f.similarity === "number" ? f.similarity.toFixed(3) : "?";
       const photo = f.photo ? ` — photo ${f.photo.id}${f.photo.source ? " (" + f.photo.source + ")" : ""}` : "";
-      list.append(el("li", { class: "face" }, el("strong", {}, `Face #${i}: `),
-        f.person ? `looks most like ${f.person}, similarity ${sim}${photo}` : "the gallery is empty"));
+      const item = el("li", { class: "face" }, el("strong", {}, `Face #${i}: `),
+        f.person ? `looks most like ${f.person}, similarity ${sim}${photo}` : "the gallery is empty");
+      list.append(item);
+      if (f.photo && f.photo.id !== undefined) showKeptFace(item, f.photo.id);
     });
     if (r.faces.length) status("");
   } catch (err) { status(err.message, true); }
+}
+
+// The look-alike's face, when the gallery kept a crop of it (photos added with "keep face crop"); none: no image.
+async function showKeptFace(item, photoId) {
+  const headers = {};
+  if (apiKey()) headers["Authorization"] = "Bearer " + apiKey();
+  const res = await fetch(`/v1/galleries/${encodeURIComponent(gallery())}/photos/${photoId}/face`, { headers });
+  if (!res.ok) return;
+  item.append(el("img", { class: "kept-face", alt: "the look-alike's face", src: URL.createObjectURL(await res.blob()) }));
 }
 
 // ---- gallery ------------------------------------------------------------------------------------------------
@@ -344,8 +355,11 @@ function needKey(err) {
   return err.message;
 }
 
-async function addPhoto(name, file, source) {
-  const q = source ? "?source=" + encodeURIComponent(source) : "";
+async function addPhoto(name, file, source, keepFace = false) {
+  const params = new URLSearchParams();
+  if (source) params.set("source", source);
+  if (keepFace) params.set("keep_face", "true");
+  const q = params.toString() ? "?" + params.toString() : "";
   try {
     await api(`/v1/galleries/${encodeURIComponent(gallery())}/people/${encodeURIComponent(name)}/photos${q}`,
       { method: "POST", body: imageForm({ image: file }) });
@@ -414,7 +428,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("#gallery-delete").addEventListener("click", deleteGallery);
   $("#person-add").addEventListener("submit", (e) => {
     e.preventDefault();
-    addPhoto($("#person-name").value.trim(), $("#person-file").files[0], null);
+    addPhoto($("#person-name").value.trim(), $("#person-file").files[0], null, $("#person-keep-face").checked);
   });
   $("#gallery-select").addEventListener("change", loadPeople);
   try {

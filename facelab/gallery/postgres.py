@@ -317,7 +317,7 @@ class PostgresStore(Store):
                             (len(folder), folder))
         # Deleted rows stay in the table and the HNSW index as dead tuples until vacuumed: vacuum now.
         try:
-            for table in ("embeddings", "photos", "files"):
+            for table in ("embeddings", "photos", "files") + (("faces",) if self._has_faces() else ()):
                 self.conn.execute(f"VACUUM {s}.{table}")
         except self.psycopg.Error:
             pass

@@ -285,6 +285,16 @@ def test_gallery_round_trip(page, lfw):
     page.set_input_files("#person-file", str(lfw_image(lfw, "Colin_Powell", 2)))
     page.click("#person-add button")
     wait_until(page, lambda: "2 photos" in page.inner_text(person), what="a second photo listed")
+    page.set_input_files("#person-file", str(lfw_image(lfw, "George_W_Bush", 1)))  # filed under Powell by mistake
+    page.click("#person-add button")
+    wait_until(page, lambda: "3 photos" in page.inner_text(person), what="the misfiled photo listed")
+    page.click("#gallery-check")
+    page.wait_for_selector("#gallery-check-results li.suspect", timeout=30_000)
+    assert page.locator("#gallery-check-results li.suspect").count() == 1
+    assert "unlike their other photos" in page.inner_text("#gallery-check-results")
+    page.click("#gallery-check-results li.suspect button")  # remove it: the check then finds nothing
+    page.wait_for_selector("#gallery-check-results li.clean", timeout=30_000)
+    wait_until(page, lambda: "2 photos" in page.inner_text(person), what="the misfiled photo gone")
     page.click(f"{person} > button.danger")
     page.wait_for_selector(person, state="detached", timeout=10_000)
     # A new gallery, chosen in the selector, starts empty.

@@ -395,6 +395,24 @@ async function createGallery(e) {
   } catch (err) { status(needKey(err), true); }
 }
 
+// Labelling mistakes (GET .../check): misfiled photos, each with a button to remove it, and people who may be one.
+async function checkLabels() {
+  const list = $("#gallery-check-results");
+  list.replaceChildren();
+  try {
+    const r = await api(`/v1/galleries/${encodeURIComponent(gallery())}/check`);
+    r.suspect_photos.forEach((p) => list.append(el("li", { class: "suspect" },
+      `photo ${p.photo_id}${p.source ? " (" + p.source + ")" : ""} under ${p.person}: ${p.reason} `,
+      el("button", { class: "small", onclick: async () => { await deletePhoto(p.photo_id); await checkLabels(); } },
+        "Remove"))));
+    r.similar_people.forEach((p) => list.append(el("li", { class: "pair" },
+      `${p.a} and ${p.b} may be one person (${Math.round(100 * Math.max(p.share_a_like_b, p.share_b_like_a))} % of one's photos look like the other)`)));
+    if (!list.children.length) {
+      list.append(el("li", { class: "clean" }, `Nothing found (${r.photos_checked} photos of ${r.people_checked} people checked; people with one photo cannot be)`));
+    }
+  } catch (err) { status(needKey(err), true); }
+}
+
 async function deleteGallery() {
   const name = gallery();
   if (!confirm(`Delete the gallery "${name}" and everyone in it?`)) return;
@@ -426,6 +444,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("#lookalike-form").addEventListener("submit", lookalike);
   $("#gallery-create").addEventListener("submit", createGallery);
   $("#gallery-delete").addEventListener("click", deleteGallery);
+  $("#gallery-check").addEventListener("click", checkLabels);
   $("#person-add").addEventListener("submit", (e) => {
     e.preventDefault();
     addPhoto($("#person-name").value.trim(), $("#person-file").files[0], null, $("#person-keep-face").checked);

@@ -59,19 +59,21 @@ def write_open_set_thresholds(out: dict) -> None:
     OPEN_SET.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
 
 
-def fused_vectors(cache: dict) -> np.ndarray:
-    """The "fused" embedder's vectors, rebuilt from the cached SFace and dlib parts with the current fusion
-    parameters (exactly FusedEmbedder.combine)."""
+def fused_vectors(cache: dict, flip: bool = False) -> np.ndarray:
+    """The "fused" (or "fused+flip") embedder's vectors, rebuilt from the cached SFace and dlib parts with the
+    current fusion parameters (exactly FusedEmbedder.combine)."""
     from facelab.embedders import FusedEmbedder
 
-    emb = FusedEmbedder(load_models=False)  # parameters only; the two networks are not needed here
-    out = emb.combine(cache["sface"], cache["dlib_resnet"])
+    emb = FusedEmbedder(flip=flip, load_models=False)  # parameters only; the two networks are not needed here
+    out = emb.combine(cache["sface+flip" if flip else "sface"], cache["dlib_resnet"])
     out[cache["n_faces"] == 0] = 0
     return out
 
 
 def vectors_for(model: str, cache: dict) -> np.ndarray:
-    return fused_vectors(cache) if model == "fused" else cache[model]
+    if model in ("fused", "fused+flip"):
+        return fused_vectors(cache, flip=model == "fused+flip")
+    return cache[model]
 
 
 def split(cache: dict, n_gallery: int):
@@ -242,22 +244,24 @@ def with_centre_faces(cache: dict) -> dict | None:
         return None
     centre = dict(np.load(CENTRE_CACHE))
     out = {k: v.copy() for k, v in cache.items()}
-    for key in ("sface", "dlib_resnet"):
-        out[key][centre["index"]] = centre[key]
+    for key in ("sface", "dlib_resnet", "sface+flip"):
+        if key in out and key in centre:
+            out[key][centre["index"]] = centre[key]
     return out
 
 
-def fused_weight_sweep(cache: dict) -> dict:
-    """P1 rank-1 of SFace + dlib fused at other weights than fusion.json's (fitted for verification). Chosen on
-    these very probes, so a diagnostic of what fusion could reach here, never a reported result."""
+def fused_weight_sweep(cache: dict, flip: bool = False) -> dict:
+    """P1 rank-1 of SFace (flip-averaged with `flip`) + dlib fused at other weights than fusion.json's (fitted for
+    verification). Chosen on these very probes, so a diagnostic of what fusion could reach here, never a reported
+    result."""
     from facelab.embedders import FusedEmbedder
 
     gal, probe, found = split(cache, 1)
-    emb = FusedEmbedder(load_models=False)
+    emb = FusedEmbedder(flip=flip, load_models=False)
     out = {}
     for w in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
         emb.weight = w
-        f = emb.combine(cache["sface"], cache["dlib_resnet"])
+        f = emb.combine(cache["sface+flip" if flip else "sface"], cache["dlib_resnet"])
         top = cache["name"][gal][np.argmax(f[probe] @ f[gal].T, axis=1)]
         out[f"{w:.1f}"] = round(float(np.mean((top == cache["name"][probe]) & found[probe])), 5)
     return out
@@ -282,12 +286,16 @@ def p1_misses(cache: dict, model: str = "sface") -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", default="sface,dlib_resnet,fused")
+    ap.add_argument("--models", default=None,
+                    help="default: sface,dlib_resnet,fused, + sface+flip,fused+flip when the caches have them "
+                         "(benchmarks/lfw_embeddings.py --add-flip)")
     ap.add_argument("--images", type=int, default=0, metavar="N",
                     help="also run facelab identify on N probe image files (0: none; -1: all)")
     args = ap.parse_args()
     cache = load_cache()
     impostors = dict(np.load(IMPOSTOR_CACHE)) if IMPOSTOR_CACHE.exists() else None
+    flip_cached = "sface+flip" in cache and (impostors is None or "sface+flip" in impostors)
+    models = (args.models or "sface,dlib_resnet,fused" + (",sface+flip,fused+flip" if flip_cached else "")).split(",")
     out = {"dataset": "LFW deep-funneled, 158 people with >= 10 images", "images": int(len(cache["name"])),
            "images_without_face": int((cache["n_faces"] == 0).sum()), "protocols": {}}
     centred = with_centre_faces(cache)
@@ -300,14 +308,18 @@ def main() -> None:
             out["protocols"][policy] = {}
             for n_gallery, label in ((1, "P1: 1 gallery image per person"), (5, "P2: up to 5 gallery images per person")):
                 rows = [run_model(m, data, impostors, n_gallery, ("max", "mean", "both") if n_gallery > 1 else ("max",),
-                                  Path(tmp)) for m in args.models.split(",")]
+                                  Path(tmp)) for m in models]
                 out["protocols"][policy][label] = {"facelab": rows}
         out["fused_weight_sweep_p1_rank1"] = {
             "note": "diagnostic only: the weight is chosen on the test probes themselves (main face, max scoring)",
             "rank1_by_sface_weight": fused_weight_sweep(cache)}
+        if flip_cached:
+            out["fused_weight_sweep_p1_rank1"]["rank1_by_sface_weight_flip"] = fused_weight_sweep(cache, flip=True)
         sweep = out["fused_weight_sweep_p1_rank1"]["rank1_by_sface_weight"]
         print(f"  fused weight sweep, P1 rank-1 (diagnostic): {sweep}")
         out["p1_misses_sface"] = p1_misses(cache)
+        if flip_cached:
+            out["p1_misses_fused+flip"] = p1_misses(cache, "fused+flip")
         for n_gallery, label in ((1, "P1"), (5, "P2")):
             fr = face_recognition_approach(n_gallery, cache, impostors, centred)
             out.setdefault("face_recognition_comparison", {})[label] = fr

@@ -8,6 +8,7 @@ vector can be rebuilt from them with the current fusion parameters (FusedEmbedde
     .venv/bin/python benchmarks/lfw_embeddings.py --impostors 1000  # first image of 1,000 people with < 10 images
     .venv/bin/python benchmarks/lfw_embeddings.py --face-recognition  # the face_recognition package's own encodings
     .venv/bin/python benchmarks/lfw_embeddings.py --centre-faces   # photos with several faces: the centred one
+    .venv/bin/python benchmarks/lfw_embeddings.py --add-flip       # + "sface+flip" in each cache above (same faces)
 
 LFW labels the person at the centre of each (deep-funneled, 250x250) photo. facelab's main-face rule
 (`pick_main_face`: the largest, favouring the centre) picks another face in some photos with several faces;
@@ -57,7 +58,11 @@ def main() -> None:
     ap.add_argument("--impostors", type=int, default=0, help="embed the first image of N people with < 10 images")
     ap.add_argument("--face-recognition", action="store_true", help="encode with the face_recognition package")
     ap.add_argument("--centre-faces", action="store_true", help="embed the centred face of multi-face photos")
+    ap.add_argument("--add-flip", action="store_true",
+                    help="add SFace flip-averaged vectors ('sface+flip') to the caches written above")
     args = ap.parse_args()
+    if args.add_flip:
+        return add_flip()
     if args.impostors:
         return embed_impostors(args.impostors)
     if args.face_recognition:
@@ -148,8 +153,7 @@ def embed_centre_faces() -> None:
     for n, i in enumerate(idx):
         rgb = load_image(LFW / "images" / str(cache["files"][i]))
         faces = analysis.detect_rgb(rgb)
-        h, w = rgb.shape[:2]
-        face = min(faces, key=lambda f: (f.center[0] - w / 2) ** 2 + (f.center[1] - h / 2) ** 2)
+        face = centre_face(faces, rgb.shape)
         s_vecs.append(sface.embed(rgb, [face])[0])
         d_vecs.append(dlib.embed(rgb, [face])[0])
         print(f"\r{n + 1}/{len(idx)} photos with several faces, {time.perf_counter() - t0:.0f} s", end="", flush=True)
@@ -185,6 +189,43 @@ def encode_face_recognition() -> None:
              n_faces=np.array(found), encoding=np.array(enc, np.float64))
     print(f"wrote {FR_CACHE}: {len(rows)} images, {sum(1 for f in found if f == 0)} without a face, "
           f"{time.perf_counter() - t0:.0f} s")
+
+
+def centre_face(faces, shape):
+    """The face nearest the photo's centre: the person LFW labels."""
+    h, w = shape[:2]
+    return min(faces, key=lambda f: (f.center[0] - w / 2) ** 2 + (f.center[1] - h / 2) ** 2)
+
+
+def add_flip() -> None:
+    """Add "sface+flip" (SFace on the face and its mirror image, averaged: `embedders.flip_average`) to every
+    cache present, for the very faces its other vectors came from (main face; centre face in the centre cache)."""
+    from facelab.images import load_image
+    from facelab.pipeline import get_embedder, pick_main_face, shared_analysis
+
+    analysis, sface_flip = shared_analysis(), get_embedder("sface", flip=True)
+    impostor_files = None
+    if IMPOSTOR_CACHE.exists():
+        impostor_files = [image_path(str(n), 1) for n in np.load(IMPOSTOR_CACHE)["name"]]
+    main_files = [LFW / "images" / str(f) for f in load_cache()["files"]]
+    jobs = [(CACHE, main_files, pick_main_face)]
+    if impostor_files is not None:
+        jobs.append((IMPOSTOR_CACHE, impostor_files, pick_main_face))
+    if CENTRE_CACHE.exists():
+        jobs.append((CENTRE_CACHE, [main_files[i] for i in np.load(CENTRE_CACHE)["index"]], centre_face))
+    t0 = time.perf_counter()
+    for path, files, choose in jobs:
+        vecs = []
+        for n, file in enumerate(files):
+            rgb = load_image(file)
+            faces = analysis.detect_rgb(rgb)
+            vecs.append(sface_flip.embed(rgb, [choose(faces, rgb.shape)])[0] if faces else np.zeros(128, np.float32))
+            print(f"\r{path.name}: {n + 1}/{len(files)}, {time.perf_counter() - t0:.0f} s", end="", flush=True)
+        print()
+        data = dict(np.load(path, allow_pickle=False))
+        data["sface+flip"] = np.array(vecs, np.float32)
+        np.savez(path, **data)
+        print(f"wrote {path} (+ sface+flip)")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,11 @@ someone else; folders get named twice ("G_Bush", "George_W_Bush"). Both show in 
   like most, if any verifies, is named. People with one photo cannot be checked. (Flagging photos merely closer
   to another person's template than to their own was tried: with dlib's narrow cosines it flagged dozens of
   right photos by 0.01 margins.)
-- for each person and their `neighbours` nearest people (by template), the share of A's photos that are as
-  similar to B's template as B's own photos are (at least the 10th percentile of B's leave-one-out
-  similarities, suspect photos left out). One person split in two scores near 1; on LFW's 158 people, siblings
-  and look-alikes included, every pair scored 0 with SFace, at most 0.14 with dlib
+- for each person A and their `neighbours` nearest people B among those whose templates verify as one at `far`
+  (people whose templates do not are not one person, and this keeps large galleries cheap), the share of A's
+  photos that are as similar to B's template as B's own photos are (at least the 10th percentile of B's
+  leave-one-out similarities, suspect photos left out). One person split in two scores near 1; on LFW's 158
+  people, siblings and look-alikes included, every pair scored 0 with SFace, at most 0.14 with dlib
   (`benchmarks/gallery_check.py`). A pair is reported at `share` or more, in either direction.
 
 Nothing is changed: the report names photo ids for `gallery remove` and pairs for `gallery merge`.

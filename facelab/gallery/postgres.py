@@ -248,7 +248,7 @@ class PostgresStore(Store):
         cur.executemany(f"INSERT INTO {s}.changes (op, photo_id) VALUES ('del', %s)", [(i,) for i in ids])
         cur.execute(f"DELETE FROM {s}.files WHERE photo_id = ANY(%s)", (ids,))
         cur.execute(f"DELETE FROM {s}.embeddings WHERE photo_id = ANY(%s)", (ids,))
-        if cur.execute("SELECT to_regclass(%s)", (f"{s}.faces",)).fetchone()[0] is not None:
+        if self._has_faces():
             cur.execute(f"DELETE FROM {s}.faces WHERE photo_id = ANY(%s)", (ids,))
         cur.execute(f"DELETE FROM {s}.photos WHERE id = ANY(%s)", (ids,))
 

@@ -269,7 +269,7 @@ def test_check_finds_a_misfiled_photo_and_one_person_under_two_names(gallery, lf
 
 
 def test_check_typical_similarity_is_the_per_person_quantile_of_fitting_photos():
-    from facelab.gallery.audit import OWN_QUANTILE, _typical_similarity
+    from facelab.label_check import OWN_QUANTILE, _typical_similarity
 
     rng = np.random.default_rng(0)
     member = np.repeat(np.arange(50), rng.integers(1, 12, 50))

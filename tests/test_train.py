@@ -64,6 +64,24 @@ def test_dataset_build_drops_bad_photos_and_reports_why(built):
         assert {r["split"] for r in rows if r["class"] == person} == {"train", "val", "test"}
 
 
+def test_dataset_check_finds_a_namesake_and_a_person_in_two_folders(lfw, tmp_path):
+    raw = _raw(lfw, tmp_path / "raw", {"Colin_Powell": 6, "Tony_Blair": 6})
+    (raw / "Tony_Blair" / "George_W_Bush_0001.jpg").symlink_to(lfw / "images" / "George_W_Bush" /
+                                                               "George_W_Bush_0001.jpg")  # a namesake, say
+    (raw / "T_Blair").mkdir()
+    for n in (7, 8, 9, 10):  # more photos of Blair, in a second folder
+        (raw / "T_Blair" / f"Tony_Blair_{n:04d}.jpg").symlink_to(lfw / "images" / "Tony_Blair" /
+                                                                 f"Tony_Blair_{n:04d}.jpg")
+    assert run_cli("dataset", "build", raw, tmp_path / "ds", "--largest").returncode == 0
+    r = run_cli("dataset", "check", tmp_path / "ds", "--json")
+    assert r.returncode == 1, r.stderr
+    report = json.loads(r.stdout)
+    assert [s["source"] for s in report["suspect_crops"]] == ["Tony_Blair/George_W_Bush_0001.jpg"]
+    assert report["suspect_crops"][0]["class"] == "Tony_Blair"
+    assert [{p["a"], p["b"]} for p in report["similar_classes"]] == [{"T_Blair", "Tony_Blair"}]
+    assert (tmp_path / "ds" / "embeddings" / "sface.npz").exists()  # cached for `train classifier --method head`
+
+
 def test_dataset_build_resumes_from_its_log(built, tmp_path):
     raw, ds, report = built
     copy = tmp_path / "ds"

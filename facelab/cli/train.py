@@ -80,6 +80,40 @@ def build(raw, out, size, largest, min_size, min_score, max_yaw, max_pitch, max_
         sys.exit(8)
 
 
+@dataset.command("check")
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option("--far", type=float, default=0.001, show_default=True,
+              help="A crop is unlike its class below SFace's 1:1 threshold at this false accept rate.")
+@click.option("--share", type=float, default=0.5, show_default=True,
+              help="Two classes may be one person when this share of one's crops look like the other's.")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def check(path, far, share, as_json):
+    """Find labelling mistakes in a dataset whose classes are people: crops unlike their class's others (a
+    namesake, someone else's face) and classes that may be one person. Changes nothing.
+
+    Exit 0 when nothing was found, 1 when something is worth a look.
+    """
+    from ..errors import EXIT_NEGATIVE, EXIT_OK
+    from ..train.check import check_dataset
+
+    report = check_dataset(path, far=far, share=share)
+    if as_json:
+        echo_json(report)
+    else:
+        click.echo(f"{report['dataset']}: checked {report['crops_checked']} crops of {report['classes_checked']} "
+                   f"classes (SFace, threshold {report['threshold']:.2f} at FAR {far:g})")
+        for s in report["suspect_crops"]:
+            click.echo(f"  {s['source'] or s['file']} in class {s['class']} ({s['split']}): {s['reason']}")
+        for p in report["similar_classes"]:
+            click.echo(f"  {p['a']} and {p['b']} may be one person: {p['share_a_like_b']:.0%} / "
+                       f"{p['share_b_like_a']:.0%} of their crops look like the other")
+        if not report["suspect_crops"] and not report["similar_classes"]:
+            click.echo("  nothing found")
+    clean = not report["suspect_crops"] and not report["similar_classes"]
+    sys.exit(EXIT_OK if clean else EXIT_NEGATIVE)
+
+
 @dataset.command("info")
 @click.argument("path", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True)

@@ -1,0 +1,31 @@
+"""`facelab dataset check`: the label check (`facelab.label_check`) on a dataset whose classes are people.
+
+A folder of crawled photos per person (the public-figure use) brings namesakes and other people's faces; a
+person can also sit in two folders. The check embeds every crop with SFace (cached in DATASET/embeddings/, as
+`train classifier --method head` does) and reports crops unlike their class's others and classes that may be
+one person. It changes nothing. Meaningless for classes that are not identities (gender, expression...).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..label_check import check_labels
+
+
+def check_dataset(path, far: float = 0.001, share: float = 0.5, progress=None) -> dict[str, Any]:
+    from ..verification import operating_point
+    from .data import open_dataset
+    from .features import dataset_features
+
+    ds = open_dataset(path)
+    rows = ds.split("all")
+    vectors = dataset_features(ds, rows, "sface", progress)
+    threshold = operating_point("sface", far=far).threshold
+    found = check_labels(vectors, [r["class"] for r in rows], threshold, share)
+    suspects = [{"file": rows[s.index]["file"], "source": rows[s.index].get("source"), "class": s.label,
+                 "split": rows[s.index]["split"], "similarity": s.similarity, "nearest_other": s.nearest_other,
+                 "nearest_similarity": s.nearest_similarity, "reason": s.reason} for s in found.suspects]
+    return {"dataset": str(ds.root), "model": "sface", "far": far, "threshold": found.threshold,
+            "crops_checked": found.items_checked, "classes_checked": found.labels_checked,
+            "classes_with_one_crop": found.labels_with_one_item, "suspect_crops": suspects,
+            "similar_classes": [p.to_dict() for p in found.similar]}

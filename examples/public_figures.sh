@@ -8,6 +8,8 @@ OUT=out/examples/people
 .venv/bin/python examples/make_raw.py lfw-people $OUT/raw --min-photos 20
 # Deep-funneled LFW photos often show a second face at the edge: keep the main one (--largest).
 $F dataset build $OUT/raw $OUT/dataset --largest --val 0.1 --test 0.2
+# ...which sometimes is a bystander (or LFW's label is wrong): find the crops unlike their person and drop them.
+$F dataset check $OUT/dataset --exclude || true   # exit 1 = it found some
 resume() { [ -f "$1/checkpoints/last.pt" ] && echo --resume || true; }
 $F train classifier $OUT/dataset --method head --out $OUT/run_head --epochs 40 $(resume $OUT/run_head)
 # A CNN from scratch on the crops: slow on a CPU (~3.5 min per epoch here).

@@ -4,6 +4,7 @@ Runs on a few real LFW photos (3 people); every training run is 1-3 tiny epochs 
 """
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -50,7 +51,6 @@ def test_dataset_build_drops_bad_photos_and_reports_why(built):
     assert report["dropped_counts"]["exact_duplicate"] == 1
     assert report["cross_class_duplicates"][0]["dropped"] == "Serena_Williams/copy_of_powell.jpg"
     assert set(report["classes"]) == set(PEOPLE)
-    import csv
 
     rows = list(csv.DictReader(open(ds / "manifest.csv")))
     assert len(rows) == report["kept"] >= 18
@@ -80,6 +80,15 @@ def test_dataset_check_finds_a_namesake_and_a_person_in_two_folders(lfw, tmp_pat
     assert report["suspect_crops"][0]["class"] == "Tony_Blair"
     assert [{p["a"], p["b"]} for p in report["similar_classes"]] == [{"T_Blair", "Tony_Blair"}]
     assert (tmp_path / "ds" / "embeddings" / "sface.npz").exists()  # cached for `train classifier --method head`
+    r = run_cli("dataset", "check", tmp_path / "ds", "--exclude")
+    assert r.returncode == 1 and "excluded 1 crops" in r.stdout, r.stderr
+    sources = [row["source"] for row in csv.DictReader(open(tmp_path / "ds" / "manifest.csv"))]
+    assert "Tony_Blair/George_W_Bush_0001.jpg" not in sources and len(sources) == report["crops_checked"] - 1
+    built = json.loads((tmp_path / "ds" / "report.json").read_text())
+    assert built["dropped_counts"]["label_suspect"] == 1
+    assert run_cli("dataset", "build", raw, tmp_path / "ds", "--largest").returncode == 0  # a rebuild keeps it out
+    r = run_cli("dataset", "check", tmp_path / "ds", "--json")
+    assert r.returncode == 1 and json.loads(r.stdout)["suspect_crops"] == []  # only the two Blair folders remain
 
 
 def test_dataset_build_resumes_from_its_log(built, tmp_path):
@@ -105,7 +114,6 @@ def test_group_split_keeps_each_person_on_one_side(lfw, tmp_path):
                 (raw / cls).mkdir(parents=True, exist_ok=True)
                 (raw / cls / f.name).symlink_to(f.resolve())
     build_dataset(raw, tmp_path / "ds", BuildOptions(largest=True, group=r"^(.+)_\d{4}", val=0, test=0.5))
-    import csv
 
     rows = list(csv.DictReader(open(tmp_path / "ds" / "manifest.csv")))
     sides = {}

@@ -86,9 +86,11 @@ def build(raw, out, size, largest, min_size, min_score, max_yaw, max_pitch, max_
               help="A crop is unlike its class below SFace's 1:1 threshold at this false accept rate.")
 @click.option("--share", type=float, default=0.5, show_default=True,
               help="Two classes may be one person when this share of one's crops look like the other's.")
+@click.option("--exclude", is_flag=True, help="Drop the suspect crops from the dataset (recorded in "
+                                              "OUT/excluded.json, kept out by later builds) and redo the split.")
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
-def check(path, far, share, as_json):
+def check(path, far, share, exclude, as_json):
     """Find labelling mistakes in a dataset whose classes are people: crops unlike their class's others (a
     namesake, someone else's face) and classes that may be one person. Changes nothing.
 
@@ -97,7 +99,7 @@ def check(path, far, share, as_json):
     from ..errors import EXIT_NEGATIVE, EXIT_OK
     from ..train.check import check_dataset
 
-    report = check_dataset(path, far=far, share=share)
+    report = check_dataset(path, far=far, share=share, exclude=exclude)
     if as_json:
         echo_json(report)
     else:
@@ -110,6 +112,8 @@ def check(path, far, share, as_json):
                        f"{p['share_b_like_a']:.0%} of their crops look like the other")
         if not report["suspect_crops"] and not report["similar_classes"]:
             click.echo("  nothing found")
+        if report["excluded"]:
+            click.echo(f"  excluded {report['excluded']} crops (OUT/excluded.json) and redid the split")
     clean = not report["suspect_crops"] and not report["similar_classes"]
     sys.exit(EXIT_OK if clean else EXIT_NEGATIVE)
 

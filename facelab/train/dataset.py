@@ -6,7 +6,8 @@ Steps, in order, each dropping photos with a reason that ends up in the report:
 3. filters on that face: min size, min detector score, max yaw/pitch/roll, min sharpness;
 4. exact duplicates (same bytes) and near duplicates (aligned crops whose 64-bit difference hash is within
    `near_dup_bits`), also across classes (reported separately: a label conflict a human should look at);
-5. classes with fewer than `min_per_class` photos left are dropped whole;
+5. photos a `dataset check --exclude` recorded in `excluded.json` are dropped ("label_suspect"), and classes
+   with fewer than `min_per_class` photos left are dropped whole;
 6. a stratified train/val/test split; group-disjoint (no person on both sides) when a group is given.
 
 Steps 1-3 are the slow ones; each photo's outcome is appended to `progress.jsonl` as soon as it is known, so an
@@ -37,7 +38,8 @@ MANIFEST_FIELDS = ["file", "source", "class", "group", "split", "box_x", "box_y"
 # Drop reasons, in the order photos meet them (the benchmark reports the share dropped by each).
 PHOTO_OPTIONS = ("size", "largest", "min_size", "min_score", "max_yaw", "max_pitch", "max_roll", "min_sharpness")
 REASONS = ("unreadable", "no_face", "several_faces", "too_small", "low_score", "yaw", "pitch", "roll",
-           "blurred", "exact_duplicate", "near_duplicate", "class_too_small")
+           "blurred", "label_suspect", "exact_duplicate", "near_duplicate", "class_too_small")
+EXCLUDED = "excluded.json"  # photos a `dataset check --exclude` took out: {source: why}, honoured by every build
 
 
 @dataclass
@@ -253,7 +255,14 @@ def _finish(records: list[dict[str, Any]], opts: BuildOptions, report: BuildRepo
     for r in records:
         if r["status"] != "kept":
             report.dropped.setdefault(r["status"], []).append({"source": r["source"], "detail": r.get("detail", "")})
-    kept = [r for r in records if r["status"] == "kept"]
+    excluded = read_excluded(out)
+    kept = []
+    for r in records:
+        if r["status"] == "kept" and r["source"] in excluded:
+            report.dropped.setdefault("label_suspect", []).append({"source": r["source"],
+                                                                    "detail": excluded[r["source"]]})
+        elif r["status"] == "kept":
+            kept.append(r)
     kept = _dedupe(kept, opts, report, out)
     by_class = defaultdict(list)
     for r in kept:
@@ -273,6 +282,26 @@ def _finish(records: list[dict[str, Any]], opts: BuildOptions, report: BuildRepo
         writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(final)
+
+
+def read_excluded(out: Path) -> dict[str, str]:
+    path = Path(out) / EXCLUDED
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def exclude_photos(out: Path, why: dict[str, str]) -> None:
+    """Record photos (by source) to leave out of the dataset; the next build (or rebuild) drops them."""
+    excluded = {**read_excluded(out), **why}
+    (Path(out) / EXCLUDED).write_text(json.dumps(excluded, indent=1, sort_keys=True))
+
+
+def rebuild(out: Path) -> "BuildReport":
+    """Build again from the dataset's own raw folder and options: the log makes it a re-split (seconds)."""
+    meta = json.loads((Path(out) / "dataset.json").read_text())
+    raw = Path(meta["raw"])
+    if not raw.is_dir():
+        raise DatasetError(f"{out}: its raw folder {raw} is gone; cannot rebuild the split")
+    return build_dataset(raw, out, BuildOptions(**meta["build_options"]))
 
 
 def _thumb(path: Path) -> np.ndarray:

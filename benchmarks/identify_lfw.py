@@ -77,7 +77,7 @@ def vectors_for(model: str, cache: dict) -> np.ndarray:
 
 
 def split(cache: dict, n_gallery: int):
-    names, numbers, found = cache["name"], cache["number"], cache["n_faces"] > 0
+    numbers, found = cache["number"], cache["n_faces"] > 0
     gal = (numbers <= n_gallery) & found
     probe = numbers > n_gallery
     return gal, probe, found

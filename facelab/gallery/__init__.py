@@ -23,7 +23,7 @@ from .audit import GalleryCheck, check_gallery
 from .enrol import (MAX_CANDIDATES, EnrolOptions, EnrolReport, choose_face, enrol_folder, match_threshold,
                     person_references)
 from .identify import DEFAULT_SCORING, Identification, Lookalike, Match, default_threshold, rank_people
-from .store import DEFAULT_MODEL, ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store, model_info, split_model_name
+from .store import ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store, model_info, split_model_name
 
 EXPORT_FORMAT = "facelab-gallery"
 

@@ -62,6 +62,8 @@ class LabelCheck:
 def check_labels(vectors: np.ndarray, labels: Sequence[str], threshold: float, share: float = 0.5,
                  neighbours: int = 5) -> LabelCheck:
     """Suspect items and pairs of labels that may be one person, for embeddings `vectors` labelled `labels`."""
+    if not len(labels):  # an empty gallery or dataset: nothing to check
+        return LabelCheck(round(float(threshold), 5), 0, 0, 0)
     vectors = np.asarray(vectors, np.float32).reshape(len(labels), -1)
     names, member = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
     order = np.argsort(member, kind="stable")  # each label's items side by side: groups are slices
@@ -71,8 +73,6 @@ def check_labels(vectors: np.ndarray, labels: Sequence[str], threshold: float, s
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     result = LabelCheck(round(float(threshold), 5), int(counts[counts > 1].sum()), int(np.sum(counts > 1)),
                         int(np.sum(counts == 1)))
-    if not len(names):
-        return result
     sums = np.add.reduceat(vectors.astype(np.float64), starts)
     templates = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
     own = _leave_one_out(vectors, sums, member, counts)

@@ -249,6 +249,17 @@ def test_rename_merge_and_delete_remove_every_trace(gallery, lfw):
     assert not any(v.tobytes() in blob for v in vectors)  # secure_delete + checkpoint: the bytes are gone
 
 
+def test_check_of_an_empty_or_one_photo_gallery_finds_nothing(tmp_path, astronaut):
+    g = facelab.open_gallery(tmp_path / "empty.db")
+    try:
+        assert g.check().clean and g.check().photos_checked == 0
+        g.add_photo("Eileen Collins", astronaut)
+        report = g.check()
+        assert report.clean and report.people_with_one_photo == 1
+    finally:
+        g.close()
+
+
 def test_check_finds_a_misfiled_photo_and_one_person_under_two_names(gallery, lfw):
     clean = gallery.check()
     assert clean.clean and clean.photos_checked == EXPECTED_ADDED - 1  # Hugo_Chavez's one photo cannot be checked

@@ -709,6 +709,7 @@ def test_real_gallery_round_trip(client, key, jpg, coffee_jpg):
     assert face.status_code == 200 and face.headers["content-type"] == "image/jpeg"
     assert face.content[:2] == b"\xff\xd8" and len(face.content) < 30_000  # a small crop, not the photo
     assert error_code(client.get("/v1/galleries/default/photos/999/face")) == "not_found"
+    assert client.get("/v1/galleries/default/photos/abc/face").status_code == 422
     people = client.get("/v1/galleries/default/people").json()["people"]
     assert [p["name"] for p in people] == ["Eileen Collins"]
     r = client.post("/v1/identify", files=upload(jpg))

@@ -203,6 +203,10 @@ def test_bad_datasets_are_refused_with_a_clear_message(built, lfw, tmp_path):
     build_dataset(raw, tmp_path / "small_ds", BuildOptions(largest=True, size=64))
     with pytest.raises(DatasetError, match=r"64x64.*--size 112"):
         train_classifier(tmp_path / "small_ds", tmp_path / "r3", progress=False)
+    out = run_cli("dataset", "check", tmp_path / "small_ds")  # the check embeds 112 crops too
+    assert out.returncode == 8 and "--size 112" in out.stderr and "Traceback" not in out.stderr
+    out = run_cli("dataset", "check", tmp_path / "nowhere")
+    assert out.returncode == 8 and "not a facelab dataset" in out.stderr
 
 
 def test_out_of_memory_leaves_a_resumable_run(built, tmp_path, monkeypatch):

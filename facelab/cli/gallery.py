@@ -20,6 +20,11 @@ def gallery_option(fn):
                         help=GALLERY_HELP + " Env: FACELAB_GALLERY.")(fn)
 
 
+keep_faces_option = click.option(
+    "--keep-faces", is_flag=True, help="Also keep a small JPEG crop of each stored face in the gallery (biometric "
+                                       "data; deleted with its photo). Default: photos are only referenced by path.")
+
+
 def _open(location, timeout, create=False, model=None):
     from .. import open_gallery
 
@@ -43,9 +48,7 @@ def gallery():
 @click.option("--match-far", type=float, default=0.001, show_default=True,
               help="Group photos: keep the one face that matches the person's other photos at this 1:1 false "
                    "accept rate (0: skip every photo with several faces of similar size).")
-@click.option("--keep-faces", is_flag=True, help="Also keep a small JPEG crop of each stored face in the gallery "
-                                             "(biometric data; deleted with its photo). Default: photos are only "
-                                             "referenced by path.")
+@keep_faces_option
 @click.option("--batch", type=int, default=32, show_default=True, help="Photos written per transaction.")
 @click.option("--retry-skipped", is_flag=True, help="Look again at files skipped by an earlier run.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is off anyway when not on a terminal).")
@@ -94,9 +97,7 @@ def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch,
 @click.option("--model", default=None, help="Embedding model for a new gallery.")
 @click.option("--face", type=int, help="Which face of the photo (index from `facelab detect`); default: the one face "
                                          "that matches PERSON's other photos, else the main face.")
-@click.option("--keep-faces", is_flag=True, help="Also keep a small JPEG crop of each stored face in the gallery "
-                                             "(biometric data; deleted with its photo). Default: photos are only "
-                                             "referenced by path.")
+@keep_faces_option
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
 def add(person, photos, location, timeout, model, face, keep_faces, as_json):

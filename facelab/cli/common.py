@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -73,4 +74,20 @@ def drawing_path(draw: str, source: str, n_photos: int, suffix: str) -> Path:
 
 
 def echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+    """Strict JSON: a NaN or infinity (never expected, since stores refuse such vectors) is written as null rather
+    than as the bare NaN / Infinity that other JSON parsers reject."""
+    try:
+        text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(finite_or_null(obj), indent=2, ensure_ascii=False, allow_nan=False)
+    click.echo(text)
+
+
+def finite_or_null(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v) for v in obj]
+    return obj

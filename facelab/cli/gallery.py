@@ -247,20 +247,11 @@ def import_cmd(source, location, timeout):
 
 
 def _export_model(path):
-    """The model named in an export file, so that importing into a new gallery creates it with that model."""
-    import gzip
-    from pathlib import Path
+    """The model named in an export file, so that importing into a new gallery creates it with that model (the
+    file is read once more by the import itself: bounded, like here)."""
+    from ..gallery.export_format import load_export
 
-    from ..errors import StoreError
-
-    try:
-        raw = Path(path).read_bytes()
-        doc = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
-        return doc["model"]["name"]
-    except FileNotFoundError:
-        raise StoreError(f"{path}: no such file") from None
-    except (OSError, ValueError, KeyError, TypeError):
-        raise StoreError(f"{path}: not a facelab gallery export") from None
+    return load_export(path)["model"]["name"]
 
 
 @gallery.command()

@@ -20,12 +20,12 @@ import numpy as np
 
 from ..errors import NoFaceError, StoreError
 from .audit import GalleryCheck, check_gallery
+from .export_format import EXPORT_FORMAT, load_export, parse_people
 from .enrol import (MAX_CANDIDATES, EnrolOptions, EnrolReport, choose_face, enrol_folder, match_threshold,
                     person_references)
 from .identify import DEFAULT_SCORING, Identification, Lookalike, Match, default_threshold, rank_people
 from .store import ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store, model_info, split_model_name
 
-EXPORT_FORMAT = "facelab-gallery"
 
 
 def is_postgres(location: str) -> bool:
@@ -154,7 +154,8 @@ class Gallery:
                        hashes: list[str] | None = None) -> list[PhotoRecord | str]:
         """Store precomputed embeddings (made by this gallery's model) for `person`: used by benchmarks and
         imports. Each needs a distinct content hash; by default one is derived from the vector."""
-        vectors = np.asarray(vectors, np.float32).reshape(-1, self.model.dim)
+        vectors = np.asarray(vectors, np.float32)
+        vectors = vectors.reshape(1, -1) if vectors.ndim == 1 else vectors  # the store checks each one's size
         sources = sources or [None] * len(vectors)
         hashes = hashes or [hashlib.sha256(v.tobytes()).hexdigest() for v in vectors]
         return self.store.add_photos([NewPhoto(person, s, h, 0, 1, {}, None, None, v)
@@ -300,37 +301,35 @@ class Gallery:
                "model": {"name": self.model.name, "dim": self.model.dim, "fingerprint": self.model.fingerprint},
                "people": people}
         data = json.dumps(doc).encode()
-        path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+        if not path.parent.is_dir():
+            raise StoreError(f"{path}: folder {path.parent} does not exist")
+        try:
+            path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot write the export ({exc.strerror or exc})") from None
         return {"people": len(people), "photos": sum(len(p["photos"]) for p in people)}
 
     def import_file(self, path) -> dict[str, int]:
-        """Add the people and photos of an exported file (same model only); photos already present are skipped."""
-        path = Path(path)
-        try:
-            raw = path.read_bytes()
-            doc = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
-        except FileNotFoundError:
-            raise StoreError(f"{path}: no such file") from None
-        except (OSError, ValueError) as err:
-            raise StoreError(f"{path}: not a facelab gallery export ({err})") from None
-        if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
-            raise StoreError(f"{path}: not a facelab gallery export")
+        """Add the people and photos of an exported file (same model only); photos already present are skipped.
+
+        The file is read as untrusted (export_format.py): bounded gzip, every field and vector checked before the
+        first photo is stored, so a bad file adds nothing."""
+        from .vectors import checked_vector
+
+        doc = load_export(path)
         m = doc["model"]
         if m["name"] != self.model.name or m["fingerprint"] != self.model.fingerprint:
             raise StoreError(f"{path}: exported with model {m['name']} ({m['fingerprint'][:12]}), this gallery uses "
                              f"{self.model.name} ({self.model.fingerprint[:12]}); embeddings cannot be mixed")
+        people = parse_people(doc, path)
+        for person in people:
+            for k, p in enumerate(person.photos):
+                checked_vector(p.vector, self.model, f"{path}: {person.name}, photo {k}")
         added = skipped = 0
-        for person in doc["people"]:
-            batch = []
-            for p in person["photos"]:
-                vec = np.frombuffer(base64.b64decode(p["embedding"]), "<f4")
-                crop = base64.b64decode(p["face_jpeg"]) if p.get("face_jpeg") else None
-                batch.append(NewPhoto(person["name"], p.get("source"), p["sha256"], p.get("face_index", 0),
-                                      p.get("n_faces", 1), p.get("box") or {}, p.get("pose"), p.get("quality"), vec,
-                                      crop))
-            for res in self.store.add_photos(batch):
+        for person in people:
+            for res in self.store.add_photos(person.photos):
                 added, skipped = (added + 1, skipped) if not isinstance(res, str) else (added, skipped + 1)
-        return {"people": len(doc["people"]), "added": added, "skipped_duplicates": skipped}
+        return {"people": len(people), "added": added, "skipped_duplicates": skipped}
 
 
 def _gallery_of(gallery) -> tuple[Gallery, bool]:

@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import StoreError
 from .store import (DEFAULT_MODEL, SCHEMA_VERSION, FileEntry, ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store,
                     model_info, person_folders, unique_merge_target)
+from .vectors import checked_vector
 
 # pgvector HNSW, measured at 100k SFace-like vectors (benchmarks/search_scale.py --pg-m 32 --pg-ef-construction 128):
 # ef_search 100 gives recall@10 0.990, p50 3.8 ms (m = 16, ef_construction = 64 gave 0.955 at the same ef_search).
@@ -164,10 +165,7 @@ class PostgresStore(Store):
             if any(p.face_jpeg for p in photos):
                 cur.execute(self._faces_table())  # a gallery made before faces could be kept gets the table now
             for p in photos:
-                vec = np.asarray(p.vector, np.float32).reshape(-1)
-                if len(vec) != self.model.dim:
-                    raise StoreError(f"{self.location}: embedding has {len(vec)} values, gallery expects "
-                                     f"{self.model.dim} ({self.model.name})")
+                vec = checked_vector(p.vector, self.model, f"{self.location}: {p.source or p.person}")
                 pid = self._person_id(cur, p.person, create=True)
                 row = cur.execute(f"INSERT INTO {s}.photos (person_id, source, sha256, face_index, n_faces, box, pose, "
                                   f"quality, added) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) "

@@ -8,6 +8,9 @@ step).
 The vector index lives in memory, built from the embeddings table: exact search for small galleries, an HNSW
 graph (usearch) above `HNSW_THRESHOLD` vectors, persisted next to the database (`<db>.hnsw`, replaced
 atomically) together with the change-log position it reflects; on open only the changes made since are applied.
+The file is bound to its database: it carries the gallery's random `index_id` (kept in meta) and a SHA-256 of
+the graph, and is thrown away and rebuilt from the embeddings when either does not match (a gallery recreated
+at the same path, a damaged file), or when its vector count disagrees with the database's after catching up.
 
 Concurrency: WAL lets readers run while one process writes; writers queue on SQLite's lock for `timeout`
 seconds (BEGIN IMMEDIATE, so the wait happens at the start of a transaction, never half-way), then get a
@@ -16,10 +19,12 @@ checkpointed after deleting a person, so removed faces do not linger in the file
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -30,6 +35,7 @@ from ..errors import StoreError
 from .index import HNSW_THRESHOLD, ExactIndex, HnswIndex
 from .store import (DEFAULT_MODEL, SCHEMA_VERSION, model_info, FileEntry, ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store,
                     person_folders, unique_merge_target)
+from .vectors import checked_vector, stored_vector
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -122,7 +128,8 @@ class SqliteStore(Store):
             if not have:  # another process may have created it between our check and our lock
                 cur.executemany("INSERT INTO meta VALUES (?, ?)", [
                     ("schema_version", str(SCHEMA_VERSION)), ("model", model.name), ("dim", str(model.dim)),
-                    ("fingerprint", model.fingerprint), ("created", str(time.time())), ("app", "facelab")])
+                    ("fingerprint", model.fingerprint), ("created", str(time.time())), ("app", "facelab"),
+                    ("index_id", uuid.uuid4().hex)])
 
     # -- transactions ----------------------------------------------------------------------------------------
     @contextmanager
@@ -180,10 +187,7 @@ class SqliteStore(Store):
                         else:
                             f.status, f.reason, f.detail = "skipped", "duplicate", out[-1]
                     continue
-                vec = np.asarray(p.vector, np.float32).reshape(-1)
-                if len(vec) != self.model.dim:
-                    raise StoreError(f"{self.location}: embedding has {len(vec)} values, gallery expects "
-                                     f"{self.model.dim} ({self.model.name})")
+                vec = checked_vector(p.vector, self.model, f"{self.location}: {p.source or p.person}")
                 pid = self._person_id(cur, p.person, create=True)
                 cur.execute("INSERT INTO photos (person_id, source, sha256, face_index, n_faces, box, pose, "
                             "quality, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -329,6 +333,10 @@ class SqliteStore(Store):
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, self.model.dim), np.float32)
         ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         persons = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+        size = 4 * self.model.dim
+        for r in rows:
+            if r[2] is None or len(r[2]) != size:  # a damaged row: one clear error rather than a reshape crash
+                stored_vector(r[2], self.model.dim, f"{self.location}: photo {r[0]}")
         matrix = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), self.model.dim)
         return ids, persons, matrix
 
@@ -339,7 +347,7 @@ class SqliteStore(Store):
             rows = self.read(f"SELECT photo_id, vector FROM embeddings WHERE model = ? AND photo_id IN "
                              f"({','.join('?' * len(chunk))})", [self.model.name, *chunk])
             out_ids += [r[0] for r in rows]
-            out_vecs += [np.frombuffer(r[1], np.float32) for r in rows]
+            out_vecs += [stored_vector(r[1], self.model.dim, f"{self.location}: photo {r[0]}") for r in rows]
         return np.array(out_ids, np.int64), np.array(out_vecs, np.float32).reshape(len(out_ids), self.model.dim)
 
     def vectors_of_people(self, person_ids: list[int]) -> dict[int, np.ndarray]:
@@ -350,7 +358,7 @@ class SqliteStore(Store):
                              f"embeddings.photo_id WHERE model = ? AND person_id IN ({','.join('?' * len(chunk))})",
                              [self.model.name, *chunk])
             for pid, blob in rows:
-                out.setdefault(pid, []).append(np.frombuffer(blob, np.float32))
+                out.setdefault(pid, []).append(stored_vector(blob, self.model.dim, f"{self.location}: person {pid}"))
         return {pid: np.stack(v) for pid, v in out.items()}
 
     def vector_count(self) -> int:
@@ -377,6 +385,29 @@ class SqliteStore(Store):
     def index_path(self) -> Path:
         return self.path.with_name(self.path.name + ".hnsw")
 
+    @staticmethod
+    def files_of(path: str | os.PathLike) -> list[Path]:
+        """Every file a gallery at `path` may have: the database, its journal and its vector index (all hold
+        biometric data; deleting a gallery deletes them all)."""
+        path = Path(path)
+        return [path, Path(f"{path}-wal"), Path(f"{path}-shm"), path.with_name(path.name + ".hnsw")]
+
+    def index_id(self) -> str | None:
+        """The random id that binds a saved vector index to this database; made on first use for galleries
+        created before it existed. None when the gallery cannot be written (the index is then not saved)."""
+        rows = self.read("SELECT value FROM meta WHERE key = 'index_id'")
+        if rows:
+            return rows[0][0]
+        try:
+            with self.write() as cur:
+                cur.execute("INSERT OR IGNORE INTO meta VALUES ('index_id', ?)", (uuid.uuid4().hex,))
+        except StoreError:
+            return None
+        return self.read("SELECT value FROM meta WHERE key = 'index_id'")[0][0]
+
+    def embedding_count(self) -> int:
+        return int(self.read("SELECT COUNT(*) FROM embeddings WHERE model = ?", (self.model.name,))[0][0])
+
     def search_index(self) -> "_VectorSearch":
         if self._search is None:
             self._search = _VectorSearch(self)
@@ -392,9 +423,9 @@ class SqliteStore(Store):
         n_emb = self.read("SELECT model, COUNT(*) FROM embeddings GROUP BY model")
         skipped = self.read("SELECT reason, COUNT(*) FROM files WHERE status = 'skipped' GROUP BY reason")
         kept = self.read("SELECT COUNT(*) FROM faces")[0][0] if self._has_faces(self.conn.cursor()) else 0
-        files = [self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"), self.index_path]
-        size = sum(p.stat().st_size for p in files if p.exists())
-        index_kind = "hnsw (usearch)" if n_photos >= self.hnsw_threshold else "exact"
+        size = sum(p.stat().st_size for p in self.files_of(self.path) if p.exists())
+        # the index searches actually use (an HNSW graph also serves a gallery that shrank below the threshold)
+        index_kind = "hnsw (usearch)" if self.search_index().index.kind == "hnsw" else "exact"
         return {"gallery": self.location, "backend": "sqlite", "schema_version": SCHEMA_VERSION,
                 "model": self.model.to_dict(), "people": n_people, "photos": n_photos,
                 "embeddings": dict(n_emb), "index": index_kind, "face_images_kept": kept,
@@ -421,7 +452,9 @@ class _VectorSearch:
         self.dirty = False  # the HNSW graph changed since it was last saved
 
     def _load_saved(self) -> None:
-        """Start from the persisted HNSW file if it belongs to this gallery and model."""
+        """Start from the persisted HNSW file if it belongs to this very database (index_id), this model, and its
+        bytes are intact (sha256). A file that fails any check is stale or damaged: it is deleted (it holds face
+        vectors, possibly of a deleted gallery) and the index is rebuilt from the database."""
         path = self.store.index_path
         if not path.exists():
             return
@@ -429,12 +462,26 @@ class _VectorSearch:
             raw = path.read_bytes()
             header_len = int.from_bytes(raw[:4], "little")
             header = json.loads(raw[4:4 + header_len])
-            if header["fingerprint"] != self.store.model.fingerprint or header["dim"] != self.dim:
-                return
-            self.index = HnswIndex.from_bytes(self.dim, raw[4 + header_len:])
+            graph = raw[4 + header_len:]
+            gallery_id = self.store.index_id()
+            if (gallery_id is None or header.get("index_id") != gallery_id
+                    or header["fingerprint"] != self.store.model.fingerprint or header["dim"] != self.dim
+                    or header.get("sha256") != hashlib.sha256(graph).hexdigest()
+                    or int(header["seq"]) > self.store.change_seq()):
+                raise ValueError("index file does not belong to this gallery")
+            self.index = HnswIndex.from_bytes(self.dim, graph)
             self.seq = int(header["seq"])
+        except StoreError:
+            raise
         except Exception:  # a damaged or foreign index file is only a cache: rebuild from the database
             self.index, self.seq = None, -1
+            self._discard_file()
+
+    def _discard_file(self) -> None:
+        try:
+            self.store.index_path.unlink(missing_ok=True)
+        except OSError:
+            pass  # read-only media: the file stays, and is ignored
 
     def save(self) -> None:
         """Persist the HNSW graph, first catching up with the database: a graph saved from a stale view could
@@ -450,14 +497,19 @@ class _VectorSearch:
     def _write(self) -> None:
         if not isinstance(self.index, HnswIndex):
             return
+        gallery_id = self.store.index_id()
+        if gallery_id is None:
+            return  # a read-only gallery: the graph lives in memory only
+        graph = self.index.to_bytes()
         header = json.dumps({"seq": self.seq, "fingerprint": self.store.model.fingerprint, "dim": self.dim,
-                             "count": len(self.index)}).encode()
+                             "count": len(self.index), "index_id": gallery_id,
+                             "sha256": hashlib.sha256(graph).hexdigest()}).encode()
         path = self.store.index_path
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as fh:
                 fh.write(len(header).to_bytes(4, "little") + header)
-                fh.write(self.index.to_bytes())
+                fh.write(graph)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)  # atomic: readers see the old or the new index, never half of one
@@ -478,11 +530,26 @@ class _VectorSearch:
 
     def sync(self) -> None:
         latest = self.store.change_seq()
+        loaded = False
         if self.index is None:
             if self.seq < 0:
                 self._load_saved()
+                loaded = self.index is not None
             if self.index is None:
                 self._rebuild()
+        self._apply_changes(latest)
+        if loaded and len(self.index) != self.store.embedding_count():
+            # the saved graph, brought up to date, still disagrees with the database: do not trust it
+            self.index, self.seq = None, -1
+            self._discard_file()
+            self._rebuild()
+            self._apply_changes(self.store.change_seq())
+        if self.names is None or latest != getattr(self, "_mapped_seq", None):
+            self.photo_ids, self.person_ids = self.store.photo_people()
+            self.names = self.store.person_names()
+            self._mapped_seq = latest
+
+    def _apply_changes(self, latest: int) -> None:
         if latest != self.seq:
             changes = self.store.changes_since(self.seq)
             added = {pid for _, op, pid in changes if op == "add"}
@@ -499,10 +566,6 @@ class _VectorSearch:
                 self._rebuild()
             if removed and isinstance(self.index, HnswIndex):
                 self._write()  # deleted faces must leave the persisted index now, not at close
-        if self.names is None or latest != getattr(self, "_mapped_seq", None):
-            self.photo_ids, self.person_ids = self.store.photo_people()
-            self.names = self.store.person_names()
-            self._mapped_seq = latest
 
     def person_of(self, photo_ids: np.ndarray) -> np.ndarray:
         pos = np.searchsorted(self.photo_ids, photo_ids)

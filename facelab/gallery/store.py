@@ -246,12 +246,19 @@ class Store(ABC):
         if int(version) != SCHEMA_VERSION:
             raise StoreError(f"{self.location}: gallery schema version {version}, this facelab reads version "
                              f"{SCHEMA_VERSION}; open it with the facelab that made it and `gallery export` it")
-        have = ModelInfo(stored["model"], int(stored["dim"]), stored["fingerprint"])
+        try:
+            have = ModelInfo(stored["model"], int(stored["dim"]), stored["fingerprint"])
+        except (KeyError, TypeError, ValueError):
+            raise StoreError(f"{self.location}: gallery metadata is damaged (model, dim or fingerprint missing or "
+                             f"unreadable); restore it from a backup or `gallery export` it with an older copy") from None
         if wanted is not None and wanted.name != have.name:
             raise StoreError(f"{self.location}: gallery holds {have.name} embeddings, not {wanted.name}; "
                              f"embeddings of different models cannot be compared (open it with "
                              f"--model {have.name}, or enrol into a new gallery)")
         current = model_info(have.name)
+        if have.dim != current.dim:
+            raise StoreError(f"{self.location}: gallery metadata is damaged (dim {have.dim}, but {have.name} makes "
+                             f"{current.dim}-value embeddings)")
         if current.fingerprint != have.fingerprint:
             raise StoreError(f"{self.location}: gallery was built with another version of {have.name} (its weights "
                              f"or fusion parameters changed since); its embeddings no longer match: re-enrol the "

@@ -213,6 +213,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 out.append({"name": name, "stats": stats})
             except facelab.FacelabError as err:  # one unreadable gallery must not hide the others
                 out.append({"name": name, "stats": None, "error": {"code": err.code, "message": str(err)}})
+            except Exception:  # nor one that fails in a way nobody foresaw: logged, named, the others listed
+                log.exception("gallery %s: stats failed", name)
+                out.append({"name": name, "stats": None,
+                            "error": {"code": "internal_error", "message": "gallery could not be read (see the "
+                                                                           "server log)"}})
         return {"galleries": out}
 
     @app.post("/v1/galleries", response_model=schemas.GalleryOut, status_code=201, dependencies=write,

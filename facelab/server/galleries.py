@@ -111,7 +111,10 @@ class Galleries:
         if slot is not None:
             await asyncio.wrap_future(slot.executor.submit(lambda: slot.gallery and slot.gallery.close()))
             slot.executor.shutdown(wait=False)
-        Path(self.location(name)).unlink(missing_ok=True)
+        from ..gallery.sqlite import SqliteStore
+
+        for path in SqliteStore.files_of(self.location(name)):  # the vector index and journal hold faces too
+            path.unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,237 @@
+"""Regression tests for issue 17 (hostile inputs): each defect the hostile tester found, fixed at its root.
+
+Index files bound to their database, vectors validated at the one entry of every store, image decoding bounded
+by pixel memory and kept off the event loop, one CLI error path, bounded gzip, and the smaller items.
+Real files throughout (scikit-image photos, real SQLite files, a real PostgreSQL server when one can start).
+"""
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import facelab
+from facelab.errors import StoreError
+
+from .conftest import run_cli
+from .test_gallery import synthetic
+from .test_gallery_postgres import pg_uri  # noqa: F401  (fixture: a throwaway PostgreSQL server)
+
+SMALL_HNSW = 50  # vectors; galleries in these tests switch to the HNSW graph above this
+
+
+def hnsw_gallery(path: Path, n_people: int = 60, seed: int = 0):
+    """A closed gallery of n_people synthetic people (one vector each) that searched and saved an HNSW graph."""
+    vecs = synthetic(n_people, 1, seed=seed)
+    g = facelab.open_gallery(path, hnsw_threshold=SMALL_HNSW)
+    for i, v in enumerate(vecs):
+        g.add_embeddings(f"p{i}", v)
+    assert g.rank(vecs[0, 0], 1)[0][0].person == "p0"
+    assert g.stats()["index"].startswith("hnsw")
+    g.close()
+    assert Path(f"{path}.hnsw").exists()
+    return vecs
+
+
+# ---- 1. the index file is bound to its database -------------------------------------------------------------
+def test_a_stale_index_file_of_a_deleted_gallery_is_not_used_and_is_deleted(tmp_path):
+    path = tmp_path / "people.db"
+    hnsw_gallery(path)
+    for suffix in ("", "-wal", "-shm"):  # the user deletes the database, not the index next to it
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    fresh = synthetic(3, 1, seed=42)
+    g = facelab.open_gallery(path, hnsw_threshold=SMALL_HNSW)
+    try:
+        for i, v in enumerate(fresh):
+            g.add_embeddings(f"new{i}", v)
+        assert [g.rank(v[0], 1)[0][0].person for v in fresh] == ["new0", "new1", "new2"]
+        assert g.stats()["index"] == "exact"
+        assert not Path(f"{path}.hnsw").exists()  # the old gallery's face vectors are gone from disk
+    finally:
+        g.close()
+
+
+def test_a_damaged_index_file_is_rebuilt_and_heals(tmp_path):
+    path = tmp_path / "people.db"
+    vecs = hnsw_gallery(path)
+    index_file = Path(f"{path}.hnsw")
+    raw = bytearray(index_file.read_bytes())
+    header_len = int.from_bytes(raw[:4], "little")
+    start = 4 + header_len
+    raw[start + 64:start + 64 + 4096] = bytes(4096)  # zero part of the graph
+    index_file.write_bytes(bytes(raw))
+    g = facelab.open_gallery(path, hnsw_threshold=SMALL_HNSW)
+    try:
+        assert [g.rank(v[0], 1)[0][0].person for v in vecs] == [f"p{i}" for i in range(len(vecs))]
+    finally:
+        g.close()
+    header = json.loads(index_file.read_bytes()[4:4 + header_len + 64].split(b"}")[0] + b"}")
+    assert header["index_id"] and header["sha256"]
+    g = facelab.open_gallery(path, hnsw_threshold=SMALL_HNSW)
+    try:  # the rewritten file is trusted again: loaded, not rebuilt
+        g.rank(vecs[1, 0], 1)
+        assert g.store._search.seq > 0 and g.store._search.index.kind == "hnsw"
+    finally:
+        g.close()
+
+
+def test_an_index_file_that_disagrees_with_the_database_is_not_trusted(tmp_path):
+    path = tmp_path / "people.db"
+    vecs = hnsw_gallery(path)
+    # another database's valid index file, copied over this one's: right model, wrong gallery
+    other = tmp_path / "other.db"
+    hnsw_gallery(other, seed=5)
+    Path(f"{path}.hnsw").write_bytes(Path(f"{other}.hnsw").read_bytes())
+    g = facelab.open_gallery(path, hnsw_threshold=SMALL_HNSW)
+    try:
+        assert g.rank(vecs[7, 0], 1)[0][0].person == "p7"
+        assert g.rank(vecs[7, 0], 1)[0][0].similarity == pytest.approx(1.0, abs=1e-4)
+    finally:
+        g.close()
+
+
+def test_gallery_stats_reports_the_index_searches_use(tmp_path):
+    path = tmp_path / "people.db"
+    hnsw_gallery(path)
+    g = facelab.open_gallery(path, hnsw_threshold=SMALL_HNSW)
+    try:
+        for i in range(20):  # below the threshold again; the graph keeps serving, and stats says so
+            g.delete_person(f"p{i}")
+        assert g.stats()["index"] == ("hnsw (usearch)" if g.store._search.index.kind == "hnsw" else "exact")
+    finally:
+        g.close()
+
+
+def test_rest_delete_removes_the_index_file_with_the_gallery(tmp_path):
+    from .test_server import make_client
+    from facelab.server.auth import create_key
+
+    data = tmp_path / "data"
+    (data / "galleries").mkdir(parents=True)
+    path = data / "galleries" / "big.db"
+    hnsw_gallery(path)
+    key = create_key(data / "api_keys.json", "t")
+    with make_client(tmp_path) as client:
+        r = client.delete("/v1/galleries/big", headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 200, r.text
+    assert sorted(p.name for p in (data / "galleries").iterdir()) == []
+
+
+# ---- 2. every vector entering a store is checked ----------------------------------------------------------
+def _bad_vectors(dim=128):
+    unit = synthetic(1, 1, dim=dim)[0, 0]
+    nan = unit.copy()
+    nan[3] = np.nan
+    return {"huge": unit * 1e6, "nan": nan, "inf": np.full(dim, np.inf, np.float32), "zero": np.zeros(dim),
+            "short": unit[:100], "half": unit * 0.5}
+
+
+@pytest.mark.parametrize("kind", ["huge", "nan", "inf", "zero", "short", "half"])
+def test_add_embeddings_refuses_vectors_that_are_not_unit_and_finite(tmp_path, kind):
+    g = facelab.open_gallery(tmp_path / "g.db")
+    try:
+        with pytest.raises(StoreError, match="embedding"):
+            g.add_embeddings("intruder", _bad_vectors()[kind])
+        assert g.people() == []
+    finally:
+        g.close()
+
+
+def _export_with(path: Path, tmp_path: Path, vector: np.ndarray) -> Path:
+    g = facelab.open_gallery(tmp_path / "src.db")
+    g.add_embeddings("honest", synthetic(1, 1)[0])
+    g.export(path)
+    g.close()
+    doc = json.loads(path.read_bytes())
+    bad = dict(doc["people"][0]["photos"][0], sha256="f" * 64,
+               embedding=base64.b64encode(np.asarray(vector, "<f4").tobytes()).decode())
+    doc["people"].append({"name": "intruder", "photos": [bad]})
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["huge", "nan"])
+def test_import_refuses_a_poisoned_export_and_adds_nothing(tmp_path, kind):
+    export = _export_with(tmp_path / "poison.json", tmp_path, _bad_vectors()[kind])
+    g = facelab.open_gallery(tmp_path / "target.db")
+    try:
+        with pytest.raises(StoreError, match="embedding"):
+            g.import_file(export)
+        assert [p.name for p in g.people()] in ([], ["honest"])
+        assert "intruder" not in [p.name for p in g.people()]
+    finally:
+        g.close()
+    r = run_cli("gallery", "import", export, "-g", tmp_path / "cli.db")
+    assert r.returncode == 6 and "embedding" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_postgres_refuses_the_same_bad_vectors(pg_uri):  # noqa: F811
+    g = facelab.open_gallery(pg_uri + "#hardening")
+    try:
+        for kind, vec in _bad_vectors().items():
+            with pytest.raises(StoreError, match="embedding"):
+                g.add_embeddings(f"intruder_{kind}", vec)
+        assert g.people() == []
+    finally:
+        g.close()
+
+
+def test_corrupt_dim_and_short_blob_are_clear_errors(tmp_path):
+    path = tmp_path / "g.db"
+    g = facelab.open_gallery(path)
+    g.add_embeddings("a", synthetic(1, 2)[0])
+    g.close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE embeddings SET vector = substr(vector, 1, 100) WHERE photo_id = 1")
+    conn.commit()
+    conn.close()
+    g = facelab.open_gallery(path)
+    try:
+        with pytest.raises(StoreError, match="damaged"):
+            g.rank(synthetic(1, 1)[0, 0], 1)
+    finally:
+        g.close()
+    r = run_cli("identify", "--json", "-g", path, str(Path(__file__).parent / "no_such.jpg"))
+    assert "Traceback" not in r.stderr
+    for dim in ("abc", "64"):
+        conn = sqlite3.connect(path)
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'dim'", (dim,))
+        conn.commit()
+        conn.close()
+        with pytest.raises(StoreError, match="metadata is damaged"):
+            facelab.open_gallery(path)
+        r = run_cli("gallery", "stats", "-g", path)
+        assert r.returncode == 6 and "damaged" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_one_bad_gallery_does_not_hide_the_others(tmp_path):
+    from .test_server import make_client
+
+    galleries = tmp_path / "data" / "galleries"
+    galleries.mkdir(parents=True)
+    for name in ("good", "bad"):
+        facelab.open_gallery(galleries / f"{name}.db").close()
+    conn = sqlite3.connect(galleries / "bad.db")
+    conn.execute("UPDATE meta SET value = 'abc' WHERE key = 'dim'")
+    conn.commit()
+    conn.close()
+    with make_client(tmp_path) as client:
+        r = client.get("/v1/galleries")
+    assert r.status_code == 200, r.text
+    by_name = {g["name"]: g for g in r.json()["galleries"]}
+    assert by_name["good"]["stats"]["people"] == 0
+    assert by_name["bad"]["stats"] is None and by_name["bad"]["error"]["code"] == "store_error"
+
+
+def test_json_output_never_holds_a_bare_nan(capsys):
+    from facelab.cli.common import echo_json
+
+    echo_json({"similarity": float("nan"), "scores": [1.0, float("inf")], "ok": 0.5})
+    assert json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"bare {c}")) == \
+        {"similarity": None, "scores": [1.0, None], "ok": 0.5}

@@ -3,7 +3,9 @@
 Everything downstream works on an RGB ``uint8`` array of shape (H, W, 3). `load_image` turns any supported
 input into that: a path, raw bytes, a PIL image, or a NumPy array (whose channel order the caller states).
 EXIF orientation is honoured, odd modes (16-bit, CMYK, palette, alpha, animated) are converted, and the pixel
-count is checked from the header *before* decoding so a decompression bomb never reaches memory.
+count and the decoded size in bytes (channels x bit depth: a 16-bit or float image takes 2-4x an 8-bit one) are
+checked from the header *before* decoding, so a decompression bomb never reaches memory. Conversion to RGB goes
+band by band, so it needs little more than the decoded image and the RGB result (no float64 copies).
 """
 from __future__ import annotations
 
@@ -20,6 +22,15 @@ from .errors import ImageError
 # 50 megapixels: larger than any camera photo people feed a face tool, far below what would exhaust memory.
 MAX_PIXELS = int(os.environ.get("FACELAB_MAX_PIXELS", 50_000_000))
 MAX_BYTES = int(os.environ.get("FACELAB_MAX_BYTES", 100 * 1024 * 1024))
+# Decoded pixel memory: a 50 MP 8-bit RGB photo (150 MB). A 16-bit grey image may then have 75 MP of pixels by
+# this rule (but MAX_PIXELS still holds), a 32-bit float one 37 MP, an RGBA one 37 MP.
+MAX_DECODED_BYTES = int(os.environ.get("FACELAB_MAX_DECODED_BYTES", 3 * MAX_PIXELS))
+BAND_BYTES = 8 * 2**20  # conversion works on horizontal bands of about this many decoded bytes
+
+# Bytes per pixel of each Pillow mode's data (channels x bytes per channel).
+MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "La": 2, "PA": 2, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2,
+              "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "I": 4, "F": 4, "RGBA": 4, "RGBa": 4, "RGBX": 4,
+              "CMYK": 4}
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, np.ndarray, "PIL.Image.Image"]  # noqa: F821
 ChannelOrder = Literal["rgb", "bgr"]
@@ -78,8 +89,7 @@ def _decode(data: bytes, name: str) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             w, h = img.size  # read from the header; nothing decoded yet
-            if w * h > MAX_PIXELS:
-                raise ImageError(f"{name}: {w}x{h} is {w * h / 1e6:.0f} megapixels, over the {MAX_PIXELS / 1e6:.0f} MP limit")
+            check_header(name, img.mode, w, h)
             return _from_pil(img, name)
     except ImageError:
         raise
@@ -91,32 +101,89 @@ def _decode(data: bytes, name: str) -> np.ndarray:
         raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
 
 
+def decoded_bytes(mode: str, width: int, height: int) -> int:
+    """Bytes the decoded pixels of an image of this Pillow mode and size take (channels x bit depth)."""
+    return width * height * MODE_BYTES.get(mode, 4)
+
+
+def check_header(name: str, mode: str, width: int, height: int, max_pixels: int | None = None,
+                 max_decoded_bytes: int | None = None) -> None:
+    """Refuse, from the header alone, an image with too many pixels or too many decoded bytes."""
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
+    max_decoded_bytes = MAX_DECODED_BYTES if max_decoded_bytes is None else max_decoded_bytes
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{name}: image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageError(f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, over the "
+                         f"{max_pixels / 1e6:.0f} MP limit")
+    size = decoded_bytes(mode, width, height)
+    if size > max_decoded_bytes:
+        raise ImageError(f"{name}: {width}x{height} {mode} decodes to {size / 2**20:.0f} MiB of pixels, over the "
+                         f"{max_decoded_bytes / 2**20:.0f} MiB limit")
+
+
 def _from_pil(img, name: str) -> np.ndarray:
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     if getattr(img, "is_animated", False):
         img.seek(0)  # animated GIF/WebP/APNG: the first frame is the photo people mean
+    check_header(name, img.mode, *img.size)
     img.load()
     try:
-        img = ImageOps.exif_transpose(img)
+        if img.getexif().get(0x0112, 1) != 1:  # exif_transpose copies the whole image even when nothing turns
+            img = ImageOps.exif_transpose(img)
     except Exception:  # a malformed EXIF block must not make the photo unreadable
         pass
-    mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        return _gray_to_rgb(_scale_to_uint8(arr))
-    if mode == "P":
-        img = img.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "LA", "PA"):
-        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, img.convert("RGBA"))
-    if img.mode != "RGB":
-        img = img.convert("RGB")  # CMYK, YCbCr, L, 1, LAB ...
-    arr = np.asarray(img, dtype=np.uint8)
-    if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+    w, h = img.size
+    if w == 0 or h == 0:
         raise ImageError(f"{name}: image has no pixels")
-    return np.ascontiguousarray(arr)
+    # Converted in bands into one RGB array: peak memory = decoded image + result + a band (np.asarray on the
+    # whole image would add two more full copies: Pillow's tobytes() chunks and their join).
+    out = np.empty((h, w, 3), np.uint8)
+    scale = _depth_scale(img) if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F") else None
+    rows = max(1, BAND_BYTES // max(1, w * MODE_BYTES.get(img.mode, 4)))
+    for y in range(0, h, rows):
+        out[y:y + rows] = _band_to_rgb(img.crop((0, y, w, min(h, y + rows))), scale)
+    return out
+
+
+def _depth_scale(img) -> tuple[float, float]:
+    """(offset, factor) taking a 16-bit, 32-bit integer or float image's values to 0-255: floats within 0-1 are
+    fractions, other images are read as 16-bit when any value exceeds 255, else as 8-bit values."""
+    if img.mode == "F":  # the extremes of the finite values (NaN and infinities are clipped later)
+        w, h = img.size
+        rows = max(1, BAND_BYTES // (4 * w))
+        lo, hi = np.inf, -np.inf
+        for y in range(0, h, rows):
+            band = np.asarray(img.crop((0, y, w, min(h, y + rows))), np.float32)
+            finite = band[np.isfinite(band)]
+            if finite.size:
+                lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+        if lo > hi:
+            lo = hi = 0.0
+    else:
+        lo, hi = (float(v) for v in img.getextrema())
+    if img.mode == "F" and 0.0 <= lo and hi <= 1.0:
+        return 0.0, 255.0
+    return 0.0, 255.0 / (65535.0 if hi > 255 else 255.0)
+
+
+def _band_to_rgb(band, scale: tuple[float, float] | None) -> np.ndarray:
+    from PIL import Image
+
+    if scale is not None:
+        arr = np.asarray(band, dtype=np.float32)
+        arr = np.nan_to_num(arr, nan=0.0, posinf=255.0 / scale[1], neginf=0.0)
+        gray = np.clip(np.round((arr - scale[0]) * scale[1]), 0, 255).astype(np.uint8)
+        return gray[:, :, None]
+    if band.mode == "P":
+        band = band.convert("RGBA")
+    if band.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        background = Image.new("RGBA", band.size, (255, 255, 255, 255))
+        band = Image.alpha_composite(background, band.convert("RGBA"))
+    if band.mode != "RGB":
+        band = band.convert("RGB")  # CMYK, YCbCr, L, 1, LAB ...
+    return np.asarray(band, dtype=np.uint8)
 
 
 def _scale_to_uint8(arr: np.ndarray) -> np.ndarray:

@@ -235,3 +235,124 @@ def test_json_output_never_holds_a_bare_nan(capsys):
     echo_json({"similarity": float("nan"), "scores": [1.0, float("inf")], "ok": 0.5})
     assert json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"bare {c}")) == \
         {"similarity": None, "scores": [1.0, None], "ok": 0.5}
+
+
+# ---- 3. image decoding bounded by pixel memory, off the event loop ----------------------------------------
+def _png(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_decoded_bytes_count_channels_and_bit_depth(monkeypatch):
+    from PIL import Image
+
+    from facelab import images
+    from facelab.errors import ImageError
+
+    monkeypatch.setattr(images, "MAX_DECODED_BYTES", 1_000_000)
+    gray16 = (np.arange(600 * 600, dtype=np.uint32).reshape(600, 600) % 65536).astype(np.uint16)
+    rgb = images.load_image(_png(gray16))  # 0.72 MB decoded: allowed
+    expected = np.clip(np.round(gray16.astype(np.float64) * 255 / 65535), 0, 255).astype(np.uint8)
+    assert rgb.shape == (600, 600, 3) and (rgb[:, :, 0] == expected).all() and (rgb[:, :, 2] == expected).all()
+    with pytest.raises(ImageError, match="decodes to"):  # same pixels, 8-bit RGB: 1.08 MB
+        images.load_image(_png(np.zeros((600, 600, 3), np.uint8)))
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((600, 600), np.float32)).save(buf, "TIFF")
+    with pytest.raises(ImageError, match="F decodes to"):  # 32-bit float: 1.44 MB
+        images.load_image(buf.getvalue())
+
+
+def test_float_and_nan_images_convert_without_warnings():
+    from PIL import Image
+
+    from facelab.images import load_image
+
+    data = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    data[0, 0], data[0, 1] = np.nan, np.inf
+    buf = io.BytesIO()
+    Image.fromarray(data).save(buf, "TIFF")
+    with np.errstate(all="raise"):
+        rgb = load_image(buf.getvalue())
+    assert rgb.shape == (64, 64, 3) and rgb[-1, -1, 0] == 255 and rgb[0, 0, 0] == 0
+
+
+def test_a_16_bit_png_decodes_in_little_more_than_its_pixels(tmp_path):
+    # 20 MP of 16-bit grey: 40 MB decoded + 60 MB RGB result. The old float64 conversion peaked near 600 MB.
+    import subprocess
+    import sys
+
+    path = tmp_path / "gray16.png"
+    path.write_bytes(_png(np.zeros((4000, 5000), np.uint16)))
+    code = ("import resource, sys; from facelab.images import load_image; "
+            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; rgb = load_image(sys.argv[1]); "
+            "print(rgb.shape, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).parents[1])
+    shape, grown_mb = out.stdout.rsplit(" ", 1)
+    assert shape == "(4000, 5000, 3)", out.stderr
+    assert int(grown_mb) < 200, f"decoding grew memory by {grown_mb} MB"
+
+
+def test_pixel_budget_makes_big_images_wait_for_each_other():
+    import asyncio
+
+    from facelab.server.uploads import PixelBudget
+
+    async def scenario():
+        budget, order = PixelBudget(100), []
+
+        async def job(name, need, hold):
+            got = await budget.acquire(need)
+            order.append(f"{name}+")
+            await asyncio.sleep(hold)
+            order.append(f"{name}-")
+            await budget.release(got)
+
+        await asyncio.gather(job("big1", 80, 0.05), job("big2", 500, 0.01), job("small", 10, 0.0))
+        return order, budget.used
+
+    order, used = asyncio.run(scenario())
+    assert used == 0
+    assert order.index("big1-") < order.index("big2+")  # a request over the whole budget waits until it is alone
+    assert order.index("small+") < order.index("big1-")  # small ones pass alongside
+
+
+def test_health_stays_fast_while_an_image_decodes(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from facelab.server import uploads
+
+    from .test_server import make_client
+
+    def slow_load(data):  # a decode that takes 2 s, like a 49 MP PNG
+        time.sleep(2.0)
+        return np.zeros((64, 64, 3), np.uint8)
+
+    monkeypatch.setattr(uploads, "load_image", slow_load)
+    png = _png(np.zeros((64, 64, 3), np.uint8))
+    with make_client(tmp_path) as client:
+        worker = threading.Thread(target=lambda: client.post("/v1/detect", files={"image": ("a.png", png, "image/png")}))
+        worker.start()
+        time.sleep(0.3)
+        started = time.perf_counter()
+        assert client.get("/v1/health").status_code == 200
+        took = time.perf_counter() - started
+        worker.join()
+    assert took < 0.5, f"/v1/health took {took:.2f} s while an image was decoding"
+
+
+def test_uploads_over_the_limit_are_refused_before_being_read(tmp_path):
+    from .test_server import make_client
+
+    limit = 1_000_000
+    with make_client(tmp_path, max_upload_bytes=limit) as client:
+        body = b"x" * int(limit * 1.5)  # over one image's limit, under the old 3-image body limit
+        r = client.post("/v1/detect", files={"image": ("a.jpg", body, "image/jpeg")})
+        assert r.status_code == 413 and "request body is" in r.json()["error"]["message"]
+        r = client.post("/v1/verify", files={"image_a": ("a.jpg", body[:limit - 10], "image/jpeg"),
+                                             "image_b": ("b.jpg", body[:limit - 10], "image/jpeg")})
+        assert r.status_code != 413  # two images fit verify's limit (then fail as images)

@@ -24,8 +24,13 @@ from .common import handle_errors
 @click.option("--create-key", "create_key", is_flag=True,
               help="Create an API key, print it once (only its hash is kept) and exit.")
 @click.option("--key-name", default="default", show_default=True, help="A label for --create-key.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests for this host name (repeatable; '*' = any). On a local address the "
+                   "server otherwise answers only localhost, 127.0.0.1, [::1] and the address itself, which "
+                   "stops DNS-rebinding pages from reaching it.")
 @handle_errors
-def serve(host, port, gallery, data_dir, require_key, max_upload_mb, max_megapixels, threads, create_key, key_name):
+def serve(host, port, gallery, data_dir, require_key, max_upload_mb, max_megapixels, threads, create_key, key_name,
+          allowed_hosts):
     """Serve the REST API (/v1, docs at /docs) and the web page (/).
 
     Gallery changes always need an API key (`Authorization: Bearer KEY`). When no key exists yet, one is
@@ -42,8 +47,10 @@ def serve(host, port, gallery, data_dir, require_key, max_upload_mb, max_megapix
         settings.max_upload_bytes = int(max_upload_mb * 2**20)
     if max_megapixels:
         settings.max_pixels = int(max_megapixels * 1e6)
+        settings.max_decoded_bytes = min(settings.max_decoded_bytes, 3 * settings.max_pixels)  # follows it down
     if threads:
         settings.inference_threads = threads
+    settings.allowed_hosts = host_names(host, allowed_hosts)
     if create_key:
         key = make_key(settings.keys_file, key_name)
         click.echo(key)
@@ -85,3 +92,18 @@ def _check_port_free(host: str, port: int) -> None:
         except OSError as exc:
             raise click.UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
                                    f"check --host and --port") from None
+
+
+LOCAL_NAMES = ["localhost", "127.0.0.1", "[::1]"]
+
+
+def host_names(host: str, extra: tuple[str, ...] = ()) -> list[str] | None:
+    """Host header values the server answers: on a local address the local names and the address itself (a page
+    of another site that rebinds its DNS name to 127.0.0.1 is refused), plus any given; None (any) on a public
+    bind without --allowed-host."""
+    if "*" in extra:
+        return None
+    bound = f"[{host}]" if ":" in host else host
+    if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
+        return sorted({*LOCAL_NAMES, bound, *extra})
+    return sorted({*extra, bound, *LOCAL_NAMES}) if extra else None

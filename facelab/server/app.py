@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import facelab
 
@@ -27,7 +28,7 @@ from .galleries import DEFAULT, Galleries
 from .recognize import recognize
 from .settings import Settings
 from .stream import stream_endpoint
-from .uploads import BodyLimit, check_and_decode, keep_uploads_in_memory, read_images
+from .uploads import BodyLimit, PixelBudget, decode_upload, keep_uploads_in_memory, read_images, release_reserved
 
 log = logging.getLogger("facelab.server")
 STATIC = Path(__file__).parent / "static"
@@ -65,17 +66,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.keys = KeyStore(settings.keys_file)
     app.state.galleries = galleries
     keep_uploads_in_memory(settings.max_body_bytes)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes)
+    if settings.allowed_hosts:  # outermost: a request for another host name is refused before anything else
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     install_error_handlers(app)
+    budget = PixelBudget(settings.image_memory_bytes)
+    decoders = anyio.CapacityLimiter(settings.decode_threads)
 
     async def infer(fn, *args, **kwargs):
         return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=limiter)
 
+    async def decode(upload, scope: dict):
+        return await decode_upload(upload, settings, budget, scope, decoders)
+
     app.state.infer = infer
+    app.state.decode = decode
+    app.state.pixel_budget = budget
 
     async def images(request: Request, *names: str) -> list:
         uploads, _ = await read_images(request, names, settings)
-        return [check_and_decode(uploads[n], settings) for n in names]
+        return [await decode(uploads[n], request.scope) for n in names]
 
     read = [Depends(require_read_key)]
     write = [Depends(require_read_key), Depends(require_write_key)]
@@ -88,6 +98,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     _mount_docs(app)
+
+    @app.middleware("http")
+    async def give_back_image_memory(request: Request, call_next):
+        try:
+            return await call_next(request)
+        finally:
+            await release_reserved(request.scope, budget)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -278,7 +295,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         features.api("galleries")
         _check_person_name(person)
         uploads, _ = await read_images(request, ("image",), settings)
-        rgb = check_and_decode(uploads["image"], settings)
+        rgb = await decode(uploads["image"], request.scope)
         label = source or _safe_label(uploads["image"].filename) or "upload"
         record = await galleries.run(gallery, lambda g: features.plain(g.add_photo(person, rgb, source=label,
                                                                                   keep_face=keep_face)),

@@ -22,9 +22,20 @@ class Settings:
     inference_threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     model: str = "sface"                     # embedding model of the galleries the server opens
     preload_models: bool = False             # load detector + embedder at start-up instead of on first use
+    max_decoded_bytes: int | None = None     # decoded pixel bytes (channels x bit depth) per image; None: 3 per
+                                             # allowed pixel (an 8-bit RGB image of max_pixels)
+    # Image memory all requests together may hold (decoded pixels + working copies, see uploads.memory_needed):
+    # one worst-case 50 MP image at a time; ordinary photos (a few MB each) hardly count.
+    image_memory_bytes: int = 768 * 2**20
+    decode_threads: int = 2                  # images decoded at once, in worker threads off the event loop
+    # Host header check (DNS rebinding): None = any host; `facelab serve` on a local address sets the local
+    # names and the bound host. Configurable with `facelab serve --allowed-host`.
+    allowed_hosts: list[str] | None = None
 
     def __post_init__(self):
         self.data_dir = Path(self.data_dir)
+        if self.max_decoded_bytes is None:
+            self.max_decoded_bytes = min(images.MAX_DECODED_BYTES, 3 * self.max_pixels)
         if self.gallery is None:
             self.gallery = str(self.data_dir / "gallery.db")
 

@@ -27,7 +27,7 @@ from .errors import ApiError
 from .galleries import NAME
 from .live import live_faces
 from .recognize import find_faces, iou, recognize
-from .uploads import Upload, _sniff, check_and_decode
+from .uploads import Upload, _sniff, release_reserved
 
 IDENTIFY_INTERVAL_S = 0.5
 ATTRIBUTE_INTERVAL_S = 1.0
@@ -172,10 +172,11 @@ async def stream_endpoint(ws: WebSocket):
                 continue
             frame_no += 1
             started = time.perf_counter()
+            frame_scope: dict = {}  # this frame's share of the server's image memory, given back below
             try:
                 if not authorised:
                     raise ApiError(401, "auth_required", "send {\"key\": \"<API key>\"} first")
-                rgb = check_and_decode(Upload("frame", frame, _sniff(frame), None), settings)
+                rgb = await app.state.decode(Upload("frame", frame, _sniff(frame), None), frame_scope)
                 gallery = config.get("gallery") or None
                 if gallery is not None and not NAME.match(str(gallery)):
                     gallery = None
@@ -208,6 +209,8 @@ async def stream_endpoint(ws: WebSocket):
                 result = {"type": "error", "frame": frame_no, "error": {"code": err.code, "message": err.message}}
             except FacelabError as err:
                 result = {"type": "error", "frame": frame_no, "error": {"code": err.code, "message": str(err)}}
+            finally:
+                await release_reserved(frame_scope, app.state.pixel_budget)
             await ws.send_json(result)
     except (WebSocketDisconnect, RuntimeError):
         pass  # the page went away mid-answer

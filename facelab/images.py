@@ -225,9 +225,17 @@ def to_bgr(rgb: np.ndarray) -> np.ndarray:
 
 
 def save_image(rgb: np.ndarray, path: str | os.PathLike) -> None:
+    """Write an RGB array; the format follows the file name. A one-line FacelabError (exit 2) if it cannot."""
     from PIL import Image
 
-    Image.fromarray(rgb).save(path)
+    from .errors import FacelabError
+
+    try:
+        Image.fromarray(rgb).save(path)
+    except ValueError as exc:  # an extension Pillow does not know
+        raise FacelabError(f"{path}: cannot write the image ({exc}; use .jpg or .png)") from None
+    except OSError as exc:
+        raise FacelabError(f"{path}: cannot write the image ({exc.strerror or exc})") from None
 
 
 def face_jpeg(rgb: np.ndarray, box: dict[str, float], margin: float = 0.25, max_side: int = 160,

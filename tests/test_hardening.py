@@ -356,3 +356,174 @@ def test_uploads_over_the_limit_are_refused_before_being_read(tmp_path):
         r = client.post("/v1/verify", files={"image_a": ("a.jpg", body[:limit - 10], "image/jpeg"),
                                              "image_b": ("b.jpg", body[:limit - 10], "image/jpeg")})
         assert r.status_code != 413  # two images fit verify's limit (then fail as images)
+
+
+# ---- 4. one CLI error path; each crash fixed at its root ----------------------------------------------------
+def _run_with_bug(*args, env=None):
+    """The real CLI with one internal function replaced by one that raises what nobody foresaw."""
+    import subprocess
+    import sys
+
+    code = ("import sys, facelab.pipeline as p\n"
+            "def broken(*a, **k): raise RuntimeError('simulated bug\\nsecond line')\n"
+            "p.shared_analysis = broken\n"
+            "from facelab.cli import main\n"
+            "main(sys.argv[1:], prog_name='facelab')\n")
+    import os
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1], env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_an_unexpected_exception_is_one_line_and_exit_8(astronaut_jpg):
+    r = _run_with_bug("detect", astronaut_jpg)
+    assert r.returncode == 8, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert lines == ["facelab: internal error: RuntimeError: simulated bug second line (run `facelab --debug ...` "
+                     "for the traceback)"]
+    r = _run_with_bug("detect", astronaut_jpg, "--json")
+    assert r.returncode == 8 and json.loads(r.stdout)["error"]["code"] == "internal_error"
+    r = _run_with_bug("--debug", "detect", astronaut_jpg)
+    assert r.returncode == 8 and "Traceback" in r.stderr and "simulated bug" in r.stderr
+    assert "Traceback" in _run_with_bug("detect", astronaut_jpg, env={"FACELAB_DEBUG": "1"}).stderr
+
+
+def test_embed_with_no_face_writes_an_empty_matrix_and_exits_4(no_face_jpg, tmp_path):
+    out = tmp_path / "v.npy"
+    r = run_cli("embed", no_face_jpg, "-o", out)
+    assert r.returncode == 4 and "Traceback" not in r.stderr
+    assert np.load(out).shape == (0, 128)
+
+
+@pytest.mark.parametrize("args", [
+    ("embed", "{photo}", "-o", "{tmp}/missing/v.json"),
+    ("embed", "{photo}", "-o", "{tmp}/missing/v.npy"),
+    ("gallery", "export", "{tmp}/missing/e.json", "-g", "{tmp}/g.db"),
+    ("detect", "{photo}", "--draw", "{tmp}/missing/d.jpg"),
+    ("detect", "{photo}", "--draw", "{tmp}/d.unknown"),
+    ("gallery", "remove", "99999999999999999999999", "-g", "{tmp}/g.db"),
+    ("gallery", "remove", "1e3", "-g", "{tmp}/g.db"),
+])
+def test_bad_outputs_and_ids_are_usage_errors(args, astronaut_jpg, tmp_path):
+    facelab.open_gallery(tmp_path / "g.db").close()
+    r = run_cli(*[a.format(photo=astronaut_jpg, tmp=tmp_path) for a in args])
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.strip()
+
+
+def test_detect_draw_into_an_existing_folder_writes_inside_it(astronaut_jpg, tmp_path):
+    r = run_cli("detect", astronaut_jpg, "--draw", tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / f"{astronaut_jpg.stem}_faces.jpg").stat().st_size > 10_000
+
+
+def test_photo_ids_that_cannot_exist_are_not_found():
+    from facelab.gallery import photo_id_or_none
+
+    for bad in ("1e3", "-1", "0", "", " ", "٣", 2**70, -5, 1.5, True, None, "99999999999999999999999"):
+        assert photo_id_or_none(bad) is None, bad
+    assert photo_id_or_none("42") == 42 and photo_id_or_none(7) == 7
+
+
+def test_rest_photo_ids_like_1e3_are_404_not_500(tmp_path):
+    from facelab.server.auth import create_key
+
+    from .test_server import make_client
+
+    key = create_key(tmp_path / "data" / "api_keys.json", "t")
+    auth = {"Authorization": f"Bearer {key}"}
+    with make_client(tmp_path) as client:
+        for pid in ("1e3", "-1", "99999999999999999999999", "12"):
+            r = client.delete(f"/v1/galleries/default/photos/{pid}", headers=auth)
+            assert r.status_code == 404, (pid, r.text)
+        r = client.get("/v1/galleries/default/photos/99999999999999999999999/face")
+        assert r.status_code in (404, 422), r.text
+
+
+def test_identify_batch_where_every_face_is_unknown_exits_1(astronaut_jpg, tmp_path):
+    gallery = tmp_path / "g.db"
+    g = facelab.open_gallery(gallery)
+    g.add_embeddings("stranger", synthetic(1, 1)[0])
+    g.close()
+    r = run_cli("identify", astronaut_jpg, astronaut_jpg, "-g", gallery)
+    assert r.returncode == 1, r.stderr
+
+
+def _valid_export(tmp_path: Path) -> dict:
+    path = tmp_path / "valid.json"
+    g = facelab.open_gallery(tmp_path / "exporter.db")
+    g.add_embeddings("honest", synthetic(1, 2)[0])
+    g.export(path)
+    g.close()
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("break_it, message", [
+    (lambda d: d.pop("model"), "no valid model"),
+    (lambda d: d["model"].pop("fingerprint"), "no valid model"),
+    (lambda d: d.pop("people"), "no list of people"),
+    (lambda d: d["people"][0].pop("name"), "'name' must be"),
+    (lambda d: d["people"][0]["photos"][0].pop("embedding"), "'embedding' must be"),
+    (lambda d: d["people"][0]["photos"][0].pop("sha256"), "'sha256' must be"),
+    (lambda d: d["people"][0]["photos"][0].update(embedding="@@not base64@@"), "not valid base64"),
+    (lambda d: d["people"][0]["photos"][0].update(embedding="AAAA"), "embedding has 0 values|not a whole number"),
+    (lambda d: d["people"][0]["photos"][0].update(face_index="zero"), "'face_index' must be"),
+    (lambda d: d["people"][0]["photos"][0].update(box=[1, 2]), "'box' must be"),
+    (lambda d: d["people"][0].update(photos={"a": 1}), "'photos' must be a list"),
+    (lambda d: d["people"].append("just a string"), "not an object"),
+    (lambda d: d.update(people=[{"name": 5, "photos": []}]), "'name' must be"),
+])
+def test_a_broken_export_is_one_clear_error_and_adds_nothing(tmp_path, break_it, message):
+    doc = _valid_export(tmp_path)
+    break_it(doc)
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(doc))
+    g = facelab.open_gallery(tmp_path / "target.db")
+    try:
+        with pytest.raises(StoreError, match=message) as err:
+            g.import_file(path)
+        assert "\n" not in str(err.value)
+        assert g.people() == []
+    finally:
+        g.close()
+
+
+def test_deeply_nested_json_is_refused(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text('{"format": "facelab-gallery", "model": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    r = run_cli("gallery", "import", path, "-g", tmp_path / "g.db")
+    assert r.returncode == 6 and "nested too deeply" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+# ---- 5. gzip bombs are stopped while inflating ------------------------------------------------------------
+def test_a_gzip_bomb_is_refused_at_the_limit_without_inflating_it(tmp_path, monkeypatch):
+    import resource
+
+    from facelab.gallery import export_format
+
+    path = tmp_path / "bomb.json.gz"
+    member = gzip.compress(bytes(2**24), 9)  # 16 MiB of zero bytes in 16 KB; gzip members may be concatenated
+    with open(path, "wb") as fh:
+        fh.write(gzip.compress(b'{"format": "facelab-gallery", "pad": "'))
+        for _ in range(64):  # 1 GiB when inflated, about 1 MB on disk
+            fh.write(member)
+    assert path.stat().st_size < 10 * 2**20
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    monkeypatch.setattr(export_format, "MAX_IMPORT_BYTES", 16 * 2**20)
+    with pytest.raises(StoreError, match="import limit"):
+        export_format.load_export(path)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200, f"inflating grew memory by {grown_mb:.0f} MB"
+    r = run_cli("gallery", "import", path, "-g", tmp_path / "g.db", env={"FACELAB_MAX_IMPORT_BYTES": str(2**24)})
+    assert r.returncode == 6 and "import limit" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_gzip_round_trip_and_truncated_gzip(tmp_path):
+    doc = _valid_export(tmp_path)
+    path = tmp_path / "ok.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(doc).encode()))
+    from facelab.gallery.export_format import load_export
+
+    assert load_export(path)["people"][0]["name"] == "honest"
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(StoreError, match="truncated|not a facelab"):
+        load_export(path)

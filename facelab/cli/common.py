@@ -13,6 +13,34 @@ import click
 from ..errors import EXIT_OK, EXIT_PARTIAL, FacelabError
 
 
+EXIT_INTERNAL = 8  # an exception nobody foresaw: a bug, or the machine (disk, memory) failing under us
+
+
+def unexpected_error(exc: BaseException, debug: bool = False, as_json: bool = False) -> None:
+    """One line for an unexpected exception (the traceback too under --debug) and exit code 8."""
+    message = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    if as_json:
+        click.echo(json.dumps({"error": {"code": "internal_error", "message": message}}))
+    hint = "" if debug else " (run `facelab --debug ...` for the traceback)"
+    click.echo(f"facelab: internal error: {message}{hint}", err=True)
+    sys.exit(EXIT_INTERNAL)
+
+
+def output_file(ctx, param, value):
+    """Click callback for options naming a file to write: its folder must exist (checked before any work)."""
+    if value is not None:
+        path = Path(value)
+        if path.is_dir():
+            raise click.BadParameter(f"{value} is a folder; give a file name", ctx, param)
+        if not path.parent.is_dir():
+            raise click.BadParameter(f"folder {path.parent} does not exist", ctx, param)
+    return value
+
+
 def fail(err: FacelabError, as_json: bool = False) -> None:
     """Print a one-line error and exit with its code."""
     if as_json:
@@ -38,10 +66,11 @@ def handle_errors(fn: Callable) -> Callable:
 
 
 def batch_exit_code(codes: list[int]) -> int:
-    """0 if every input succeeded; a single input's own code; otherwise 7 (some inputs failed)."""
-    if all(c == EXIT_OK for c in codes):
+    """The inputs' common code when they all agree (0 all succeeded; 1 every answer negative, e.g. every face
+    unknown: nothing failed); otherwise 7 (some inputs failed)."""
+    if not codes or all(c == EXIT_OK for c in codes):
         return EXIT_OK
-    if len(codes) == 1:
+    if len(set(codes)) == 1:
         return codes[0]
     return EXIT_PARTIAL
 
@@ -67,9 +96,14 @@ def finish_batch(records: list, codes: list[int], as_json: bool) -> None:
 def drawing_path(draw: str, source: str, n_photos: int, suffix: str) -> Path:
     """Where `--draw` writes: the given file for one photo; inside it, as a folder, for several."""
     out = Path(draw)
-    if n_photos > 1:
-        out.mkdir(parents=True, exist_ok=True)
+    if n_photos > 1 or out.is_dir():  # an existing folder holds the drawing even for one photo
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FacelabError(f"--draw {draw}: cannot make the folder ({exc.strerror or exc})") from None
         out = out / (Path(source).stem + suffix)
+    elif not out.parent.is_dir():
+        raise FacelabError(f"--draw {draw}: folder {out.parent} does not exist")
     return out
 
 

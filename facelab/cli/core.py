@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from ..errors import EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, FacelabError, NoFaceError
-from .common import drawing_path, batch_exit_code, echo_json, finish_batch, handle_errors, record_failure
+from .common import (drawing_path, batch_exit_code, echo_json, finish_batch, handle_errors, output_file,
+                     record_failure)
 
 class EmbedderName(click.ParamType):
     """A built-in embedder, or a user model of task "embedding" registered with `facelab models add`."""
@@ -64,12 +65,12 @@ def detect(photos, as_json, draw, min_size, min_score, max_yaw, max_pitch, max_r
         try:
             rgb = load_image(src)
             faces = analysis.detect_rgb(rgb, filters)
+            if draw:  # before the record: a drawing that cannot be written is this photo's error
+                out = drawing_path(draw, src, len(photos), "_faces.jpg")
+                save_image(draw_faces(rgb, faces), out)
             records.append({"file": src, "width": rgb.shape[1], "height": rgb.shape[0],
                             "faces": [f.to_dict() for f in faces]})
             codes.append(EXIT_OK if faces else NoFaceError.exit_code)
-            if draw:
-                out = drawing_path(draw, src, len(photos), "_faces.jpg")
-                save_image(draw_faces(rgb, faces), out)
             if not as_json:
                 _print_faces(src, rgb.shape, faces)
         except FacelabError as err:
@@ -128,7 +129,8 @@ def verify(photo_a, photo_b, model, flip, threshold, far, face_a, face_b, as_jso
 
 @click.command()
 @click.argument("photos", nargs=-1, required=True)
-@click.option("-o", "--output", type=click.Path(), help="Write .npy (vectors) or .json (vectors and metadata); default: JSON to stdout.")
+@click.option("-o", "--output", type=click.Path(), callback=output_file,
+              help="Write .npy (vectors) or .json (vectors and metadata); default: JSON to stdout.")
 @click.option("--model", type=EMBEDDER_CHOICES, default="sface", show_default=True)
 @click.option("--flip", is_flag=True, help="Average each face with its mirror image.")
 @click.option("--all-faces", is_flag=True, help="Embed every face, not only the main one of each photo.")
@@ -164,7 +166,9 @@ def embed(photos, output, model, flip, all_faces):
     model_name = analysis.embedder.name if vectors else model
     doc = {"model": model_name, "dim": len(vectors[0]) if vectors else None, "faces": rows}
     if output and output.endswith(".npy"):
-        np.save(output, np.array(vectors, dtype=np.float32).reshape(len(vectors), -1))
+        # no face anywhere: an empty (0, dim) matrix, so scripts that load the file still get the right shape
+        matrix = np.array(vectors, dtype=np.float32) if vectors else np.zeros((0, _model_dim(model)), np.float32)
+        np.save(output, matrix)
         meta = {**doc, "faces": [{k: v for k, v in r.items() if k != "embedding"} for r in rows]}
         Path(output).with_suffix(".json").write_text(json.dumps(meta, indent=2))
         click.echo(f"wrote {len(vectors)} embeddings ({model_name}) to {output} (+ .json)", err=True)
@@ -174,6 +178,12 @@ def embed(photos, output, model, flip, all_faces):
     else:
         echo_json(doc)
     sys.exit(batch_exit_code(codes))
+
+
+def _model_dim(model: str) -> int:
+    from ..gallery.store import model_info
+
+    return model_info(model).dim
 
 
 @click.group(invoke_without_command=True)

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..errors import EXIT_NEGATIVE, EXIT_OK, EXIT_PARTIAL, FacelabError, NoFaceError
-from .common import batch_exit_code, echo_json, finish_batch, handle_errors, record_failure
+from .common import batch_exit_code, echo_json, finish_batch, handle_errors, output_file, record_failure
 
 AUTO_CHECK_LIMIT = 50_000  # embeddings; `gallery enrol` runs `gallery check` up to this size (cost grows with people²)
 GALLERY_HELP = "Gallery: a SQLite file (people.db) or postgresql://user@host/db (pgvector)."
@@ -123,7 +123,7 @@ def add(person, photos, location, timeout, model, face, keep_faces, as_json):
 
 
 @gallery.command()
-@click.argument("photo_ids", nargs=-1, type=int, required=True)
+@click.argument("photo_ids", nargs=-1, type=click.IntRange(1, 2**63 - 1), required=True)
 @gallery_option
 @handle_errors
 def remove(photo_ids, location, timeout):
@@ -215,7 +215,7 @@ def stats(location, timeout, as_json):
 
 
 @gallery.command("export")
-@click.argument("output", type=click.Path(dir_okay=False))
+@click.argument("output", type=click.Path(dir_okay=False), callback=output_file)
 @gallery_option
 @handle_errors
 def export_cmd(output, location, timeout):

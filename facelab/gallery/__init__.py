@@ -163,11 +163,13 @@ class Gallery:
 
     def face_image(self, photo_id: int) -> bytes | None:
         """The JPEG crop of a photo's face, if the gallery keeps faces (enrolled with keep_faces), else None."""
-        return self.store.face_image(int(photo_id))
+        pid = photo_id_or_none(photo_id)
+        return None if pid is None else self.store.face_image(pid)
 
     def remove_photo(self, photo_id: int) -> None:
-        if not self.store.remove_photos([int(photo_id)]):
-            raise StoreError(f"{self.location}: no photo with id {photo_id}")
+        pid = photo_id_or_none(photo_id)
+        if pid is None or not self.store.remove_photos([pid]):
+            raise StoreError(f"{self.location}: no photo with id {str(photo_id)[:40]}")
 
     def people(self) -> list[PersonRecord]:
         return self.store.people()
@@ -183,7 +185,8 @@ class Gallery:
         return self.store.photos_of(name)
 
     def photo(self, photo_id: int) -> PhotoRecord | None:
-        return self.store.photo(photo_id)
+        pid = photo_id_or_none(photo_id)
+        return None if pid is None else self.store.photo(pid)
 
     def rename_person(self, old: str, new: str) -> None:
         if not new or not new.strip():
@@ -330,6 +333,22 @@ class Gallery:
             for res in self.store.add_photos(person.photos):
                 added, skipped = (added + 1, skipped) if not isinstance(res, str) else (added, skipped + 1)
         return {"people": len(people), "added": added, "skipped_duplicates": skipped}
+
+
+def photo_id_or_none(value) -> int | None:
+    """A photo id as the stores hold them (a positive 64-bit integer, given as int or decimal digits), or None
+    for anything else ("1e3", -1, 2**70): such a photo cannot exist, so callers answer "no photo"."""
+    if isinstance(value, (bool, float)):
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        if not value.isascii() or not value.isdigit() or len(value) > 19:
+            return None
+    try:
+        pid = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return pid if 0 < pid < 2**63 else None
 
 
 def _gallery_of(gallery) -> tuple[Gallery, bool]:

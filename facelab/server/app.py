@@ -345,7 +345,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 responses=ERRORS, tags=["galleries"])
     async def delete_photo(gallery: str, photo_id: str):
         features.api("galleries")
-        key: Any = int(photo_id) if photo_id.isdigit() else photo_id
+        from ..gallery import photo_id_or_none
+
+        key = photo_id_or_none(photo_id)
+        if key is None:  # "1e3", "-1", 2**70: no such photo can exist
+            raise ApiError(404, "not_found", f"no photo with id {photo_id[:40]!r}")
         await galleries.run(gallery, lambda g: g.remove_photo(key))
         return {"deleted": photo_id}
 

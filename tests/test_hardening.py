@@ -527,3 +527,121 @@ def test_gzip_round_trip_and_truncated_gzip(tmp_path):
     path.write_bytes(path.read_bytes()[:-20])
     with pytest.raises(StoreError, match="truncated|not a facelab"):
         load_export(path)
+
+
+# ---- 6. the smaller items ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args", [
+    ("verify", "{a}", "{a}", "--threshold", "nan"),
+    ("verify", "{a}", "{a}", "--threshold", "inf"),
+    ("verify", "{a}", "{a}", "--far", "0"),
+    ("verify", "{a}", "{a}", "--far", "1"),
+    ("verify", "{a}", "{a}", "--far", "-inf"),
+    ("identify", "{a}", "-g", "{g}", "--far", "1.5"),
+    ("identify", "{a}", "-g", "{g}", "--threshold", "NaN"),
+    ("identify", "{a}", "-g", "{g}", "-k", "0"),
+    ("gallery", "check", "-g", "{g}", "--far", "nan"),
+    ("detect", "{a}", "--min-score", "nan"),
+    ("detect", "{a}", "--max-yaw", "inf"),
+])
+def test_nan_infinite_and_out_of_range_numbers_are_usage_errors(args, astronaut_jpg, tmp_path):
+    facelab.open_gallery(tmp_path / "g.db").close()
+    r = run_cli(*[a.format(a=astronaut_jpg, g=tmp_path / "g.db") for a in args])
+    assert r.returncode == 2 and "Invalid value" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("name", ["evil\u202eexe.jpg", "line\nbreak", "nul\x00", "bell\x07", "iso\u2066late",
+                                  "sep\u2028", "", "   ", "x" * 201])
+def test_names_with_control_or_direction_characters_are_refused(tmp_path, name):
+    g = facelab.open_gallery(tmp_path / "g.db")
+    try:
+        with pytest.raises(StoreError, match="name"):
+            g.add_embeddings(name, synthetic(1, 1)[0])
+        g.add_embeddings("Alice", synthetic(1, 1)[0])
+        with pytest.raises(StoreError, match="name"):
+            g.rename_person("Alice", name)
+        assert [p.name for p in g.people()] == ["Alice"]
+    finally:
+        g.close()
+
+
+def test_names_other_scripts_need_are_accepted(tmp_path):
+    g = facelab.open_gallery(tmp_path / "g.db")
+    try:
+        for i, name in enumerate(["Zoë O'Brien", "محمد\u200cرضا", "José/Maria", "李小龍", "👩\u200d🔬 Ada"]):
+            g.add_embeddings(name, synthetic(1, 1, seed=i)[0])
+        assert len(g.people()) == 5
+    finally:
+        g.close()
+
+
+def test_a_person_whose_name_holds_a_slash_can_be_read_and_removed_over_rest(tmp_path):
+    from urllib.parse import quote
+
+    from facelab.server.auth import create_key
+
+    from .test_server import make_client
+
+    data = tmp_path / "data"
+    data.mkdir()
+    g = facelab.open_gallery(data / "gallery.db")
+    g.add_embeddings("AC/DC", synthetic(1, 1)[0])
+    g.add_embeddings("Queen", synthetic(1, 1, seed=1)[0])
+    g.close()
+    key = create_key(data / "api_keys.json", "t")
+    with make_client(tmp_path) as client:
+        url = f"/v1/galleries/default/people/{quote('AC/DC', safe='')}"
+        assert client.get(url).json()["name"] == "AC/DC"
+        r = client.delete(url, headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 200, r.text
+        names = [p["name"] for p in client.get("/v1/galleries/default/people").json()["people"]]
+    assert names == ["Queen"]
+
+
+def test_host_header_is_checked_on_a_local_bind(tmp_path):
+    from facelab.cli.serve import host_names
+
+    from .test_server import make_client
+
+    assert host_names("127.0.0.1") == ["127.0.0.1", "[::1]", "localhost"]
+    assert host_names("::1") == ["127.0.0.1", "[::1]", "localhost"]
+    assert host_names("127.0.0.1", ("face.lan",)) == ["127.0.0.1", "[::1]", "face.lan", "localhost"]
+    assert host_names("0.0.0.0") is None and host_names("127.0.0.1", ("*",)) is None
+    with make_client(tmp_path, allowed_hosts=host_names("127.0.0.1")) as client:
+        assert client.get("/v1/health", headers={"Host": "127.0.0.1:8000"}).status_code == 200
+        assert client.get("/v1/health", headers={"Host": "localhost:8000"}).status_code == 200
+        assert client.get("/v1/health", headers={"Host": "[::1]:8000"}).status_code == 200
+        assert client.get("/v1/health", headers={"Host": "attacker.example:8000"}).status_code == 400
+
+
+def test_a_websocket_key_that_is_not_a_string_gets_a_close_frame(tmp_path):
+    from starlette.websockets import WebSocketDisconnect
+
+    from .test_server import make_client
+
+    with make_client(tmp_path, require_key_for_all=True) as client:
+        with client.websocket_connect("/v1/stream") as ws:
+            ws.send_text(json.dumps({"key": 12345}))
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_text()
+    assert closed.value.code == 1008
+
+
+def test_a_read_only_gallery_can_be_searched(tmp_path, monkeypatch):
+    from facelab.gallery import sqlite as sqlite_store
+
+    path = tmp_path / "ro.db"
+    vecs = hnsw_gallery(path)
+    real_access = sqlite_store.os.access
+    # read-only media: the file and its folder cannot be written (tests run as root, so access() is told so)
+    monkeypatch.setattr(sqlite_store.os, "access", lambda p, mode: False if mode == sqlite_store.os.W_OK
+                        else real_access(p, mode))
+    before = Path(f"{path}.hnsw").read_bytes()
+    g = facelab.open_gallery(path, hnsw_threshold=SMALL_HNSW)
+    try:
+        assert g.store.read_only
+        assert g.rank(vecs[5, 0], 1)[0][0].person == "p5"
+        with pytest.raises(StoreError, match="cannot write|readonly|read-only"):
+            g.add_embeddings("newcomer", synthetic(1, 1, seed=77)[0])
+    finally:
+        g.close()
+    assert Path(f"{path}.hnsw").read_bytes() == before

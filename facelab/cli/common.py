@@ -41,6 +41,31 @@ def output_file(ctx, param, value):
     return value
 
 
+class FiniteRange(click.FloatRange):
+    """click.FloatRange that also refuses NaN and infinities (click's range check lets NaN through: every
+    comparison with NaN is false)."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+# The number options' types: one definition per kind of quantity, shared by every command.
+SIMILARITY = FiniteRange(-1.0, 1.0)                          # a cosine threshold
+FAR = FiniteRange(0.0, 1.0, min_open=True, max_open=True)    # a false-accept rate
+FAR_OR_ZERO = FiniteRange(0.0, 1.0, max_open=True)           # 0 = "never"
+SHARE = FiniteRange(0.0, 1.0, min_open=True)
+SCORE = FiniteRange(0.0, 1.0)
+PIXELS = FiniteRange(0.0, 1e6)
+DEGREES = FiniteRange(0.0, 180.0)
+SECONDS = FiniteRange(0.0, 1e6)
+FACE_INDEX = click.IntRange(0, 10_000)
+
+
 def fail(err: FacelabError, as_json: bool = False) -> None:
     """Print a one-line error and exit with its code."""
     if as_json:

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from ..errors import EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, FacelabError, NoFaceError
-from .common import (drawing_path, batch_exit_code, echo_json, finish_batch, handle_errors, output_file,
-                     record_failure)
+from .common import (DEGREES, FACE_INDEX, FAR, PIXELS, SCORE, SIMILARITY, drawing_path, batch_exit_code, echo_json,
+                     finish_batch, handle_errors, output_file, record_failure)
 
 class EmbedderName(click.ParamType):
     """A built-in embedder, or a user model of task "embedding" registered with `facelab models add`."""
@@ -42,11 +42,11 @@ def _filters(min_size, min_score, max_yaw, max_pitch, max_roll):
 @click.argument("photos", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one record per photo).")
 @click.option("--draw", type=click.Path(dir_okay=True), help="Write the photo with faces drawn (a file; a folder for several photos).")
-@click.option("--min-size", type=float, help="Smallest face to keep, pixels (shorter box side).")
-@click.option("--min-score", type=float, help="Lowest detector score to keep (0-1).")
-@click.option("--max-yaw", type=float, help="Largest left-right turn to keep, degrees.")
-@click.option("--max-pitch", type=float, help="Largest up-down nod to keep, degrees.")
-@click.option("--max-roll", type=float, help="Largest in-plane tilt to keep, degrees.")
+@click.option("--min-size", type=PIXELS, help="Smallest face to keep, pixels (shorter box side).")
+@click.option("--min-score", type=SCORE, help="Lowest detector score to keep (0-1).")
+@click.option("--max-yaw", type=DEGREES, help="Largest left-right turn to keep, degrees.")
+@click.option("--max-pitch", type=DEGREES, help="Largest up-down nod to keep, degrees.")
+@click.option("--max-roll", type=DEGREES, help="Largest in-plane tilt to keep, degrees.")
 @click.option("--detector", type=click.Choice(["yunet", "dlib_hog"]), default="yunet", show_default=True)
 @handle_errors
 def detect(photos, as_json, draw, min_size, min_score, max_yaw, max_pitch, max_roll, detector):
@@ -93,10 +93,10 @@ def _print_faces(src, shape, faces):
 @click.argument("photo_b")
 @click.option("--model", type=EMBEDDER_CHOICES, default="sface", show_default=True, help="Embedding model.")
 @click.option("--flip", is_flag=True, help="Average each face with its mirror image (a little more accurate).")
-@click.option("--threshold", type=float, help="Cosine similarity needed to say 'same' (overrides --far).")
-@click.option("--far", type=float, help="Target false-accept rate, e.g. 0.001; picks the calibrated threshold.")
-@click.option("--face-a", type=int, help="Which face of photo A (index from `facelab detect`).")
-@click.option("--face-b", type=int, help="Which face of photo B.")
+@click.option("--threshold", type=SIMILARITY, help="Cosine similarity needed to say 'same' (overrides --far).")
+@click.option("--far", type=FAR, help="Target false-accept rate, e.g. 0.001; picks the calibrated threshold.")
+@click.option("--face-a", type=FACE_INDEX, help="Which face of photo A (index from `facelab detect`).")
+@click.option("--face-b", type=FACE_INDEX, help="Which face of photo B.")
 @click.option("--json", "as_json", is_flag=True)
 def verify(photo_a, photo_b, model, flip, threshold, far, face_a, face_b, as_json):
     """Same person or not. Exit 0 same, 1 different, 2 error (the message says which).

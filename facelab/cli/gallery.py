@@ -7,14 +7,15 @@ import sys
 import click
 
 from ..errors import EXIT_NEGATIVE, EXIT_OK, EXIT_PARTIAL, FacelabError, NoFaceError
-from .common import batch_exit_code, echo_json, finish_batch, handle_errors, output_file, record_failure
+from .common import (DEGREES, FACE_INDEX, FAR, FAR_OR_ZERO, PIXELS, SECONDS, SHARE, SIMILARITY, batch_exit_code,
+                     echo_json, finish_batch, handle_errors, output_file, record_failure)
 
 AUTO_CHECK_LIMIT = 50_000  # embeddings; `gallery enrol` runs `gallery check` up to this size (cost grows with people²)
 GALLERY_HELP = "Gallery: a SQLite file (people.db) or postgresql://user@host/db (pgvector)."
 
 
 def gallery_option(fn):
-    fn = click.option("--timeout", type=float, default=10.0, show_default=True,
+    fn = click.option("--timeout", type=SECONDS, default=10.0, show_default=True,
                       help="Seconds to wait while another process is writing to the gallery.")(fn)
     return click.option("-g", "--gallery", "location", required=True, envvar="FACELAB_GALLERY",
                         help=GALLERY_HELP + " Env: FACELAB_GALLERY.")(fn)
@@ -41,15 +42,15 @@ def gallery():
 @gallery_option
 @click.option("--model", default=None, help="Embedding model for a new gallery (default sface; an existing "
                                             "gallery keeps its own).")
-@click.option("--workers", type=int, default=1, show_default=True, help="Processes for detection/embedding.")
-@click.option("--min-size", type=float, default=40.0, show_default=True, help="Smallest face, pixels.")
-@click.option("--max-yaw", type=float, default=45.0, show_default=True, help="Most turned face, degrees.")
-@click.option("--max-pitch", type=float, default=40.0, show_default=True)
-@click.option("--match-far", type=float, default=0.001, show_default=True,
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True, help="Processes for detection/embedding.")
+@click.option("--min-size", type=PIXELS, default=40.0, show_default=True, help="Smallest face, pixels.")
+@click.option("--max-yaw", type=DEGREES, default=45.0, show_default=True, help="Most turned face, degrees.")
+@click.option("--max-pitch", type=DEGREES, default=40.0, show_default=True)
+@click.option("--match-far", type=FAR_OR_ZERO, default=0.001, show_default=True,
               help="Group photos: keep the one face that matches the person's other photos at this 1:1 false "
                    "accept rate (0: skip every photo with several faces of similar size).")
 @keep_faces_option
-@click.option("--batch", type=int, default=32, show_default=True, help="Photos written per transaction.")
+@click.option("--batch", type=click.IntRange(1, 100_000), default=32, show_default=True, help="Photos written per transaction.")
 @click.option("--retry-skipped", is_flag=True, help="Look again at files skipped by an earlier run.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is off anyway when not on a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
@@ -95,7 +96,7 @@ def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch,
 @click.argument("photos", nargs=-1, required=True)
 @gallery_option
 @click.option("--model", default=None, help="Embedding model for a new gallery.")
-@click.option("--face", type=int, help="Which face of the photo (index from `facelab detect`); default: the one face "
+@click.option("--face", type=FACE_INDEX, help="Which face of the photo (index from `facelab detect`); default: the one face "
                                          "that matches PERSON's other photos, else the main face.")
 @keep_faces_option
 @click.option("--json", "as_json", is_flag=True)
@@ -303,9 +304,9 @@ def delete(person, location, timeout, yes):
 
 @gallery.command()
 @gallery_option
-@click.option("--far", type=float, default=0.001, show_default=True,
+@click.option("--far", type=FAR, default=0.001, show_default=True,
               help="A photo is unlike its person below the 1:1 threshold at this false accept rate.")
-@click.option("--share", type=float, default=0.5, show_default=True,
+@click.option("--share", type=SHARE, default=0.5, show_default=True,
               help="Two people may be one when this share of one's photos look like the other's.")
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
@@ -338,15 +339,15 @@ def check(location, timeout, far, share, as_json):
 
 
 def _threshold_options(fn):
-    fn = click.option("--far", type=float, help="A 1:1 false-accept rate (e.g. 0.001): its LFW-calibrated threshold. "
+    fn = click.option("--far", type=FAR, help="A 1:1 false-accept rate (e.g. 0.001): its LFW-calibrated threshold. "
                                                 "Default: the open-set threshold that named 1 % of strangers on LFW.")(fn)
-    return click.option("--threshold", type=float, help="Cosine needed to name someone (overrides --far).")(fn)
+    return click.option("--threshold", type=SIMILARITY, help="Cosine needed to name someone (overrides --far).")(fn)
 
 
 @click.command()
 @click.argument("photos", nargs=-1, required=True)
 @gallery_option
-@click.option("-k", "--top-k", type=int, default=5, show_default=True, help="People to list per face.")
+@click.option("-k", "--top-k", type=click.IntRange(1, 1000), default=5, show_default=True, help="People to list per face.")
 @_threshold_options
 @click.option("--scoring", type=click.Choice(["max", "mean", "both"]), default="mean", show_default=True,
               help="Person score: mean template, best photo, or their average.")

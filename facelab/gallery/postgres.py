@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import StoreError
 from .store import (DEFAULT_MODEL, SCHEMA_VERSION, FileEntry, ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store,
                     model_info, person_folders, unique_merge_target)
-from .vectors import checked_vector
+from .vectors import checked_person_name, checked_vector
 
 # pgvector HNSW, measured at 100k SFace-like vectors (benchmarks/search_scale.py --pg-m 32 --pg-ef-construction 128):
 # ef_search 100 gives recall@10 0.990, p50 3.8 ms (m = 16, ef_construction = 64 gave 0.955 at the same ef_search).
@@ -166,6 +166,7 @@ class PostgresStore(Store):
                 cur.execute(self._faces_table())  # a gallery made before faces could be kept gets the table now
             for p in photos:
                 vec = checked_vector(p.vector, self.model, f"{self.location}: {p.source or p.person}")
+                checked_person_name(p.person, self.location)
                 pid = self._person_id(cur, p.person, create=True)
                 row = cur.execute(f"INSERT INTO {s}.photos (person_id, source, sha256, face_index, n_faces, box, pose, "
                                   f"quality, added) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) "
@@ -284,6 +285,7 @@ class PostgresStore(Store):
         return pid
 
     def rename_person(self, old: str, new: str) -> None:
+        checked_person_name(new, self.location)
         s = self.schema
         with self.write() as cur:
             pid = self._need(cur, old)

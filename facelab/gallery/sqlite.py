@@ -35,7 +35,7 @@ from ..errors import StoreError
 from .index import HNSW_THRESHOLD, ExactIndex, HnswIndex
 from .store import (DEFAULT_MODEL, SCHEMA_VERSION, model_info, FileEntry, ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store,
                     person_folders, unique_merge_target)
-from .vectors import checked_vector, stored_vector
+from .vectors import checked_person_name, checked_vector, stored_vector
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -89,9 +89,12 @@ class SqliteStore(Store):
             raise StoreError(f"{self.location}: folder {self.path.parent} does not exist")
         if self.path.is_dir():
             raise StoreError(f"{self.location}: is a folder, not a gallery file")
+        # A gallery we cannot write (read-only media, a shared read-only copy) is opened read-only, so it can still
+        # be searched; writes then fail with "cannot write the gallery".
+        self.read_only = exists and not (os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK))
         try:
-            self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
-                                        check_same_thread=False)
+            self.conn = self._connect_read_only() if self.read_only else sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise translate(self.location, exc, timeout) from None
         self._search: _VectorSearch | None = None
@@ -115,6 +118,22 @@ class SqliteStore(Store):
         except Exception:
             self.conn.close()
             raise
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """mode=ro, else (a WAL gallery whose folder cannot hold the -shm file) immutable=1: nothing can change
+        the file on read-only media, so SQLite may skip locking altogether."""
+        from urllib.parse import quote
+
+        base = "file:" + quote(str(self.path.resolve()))
+        for flags in ("?mode=ro", "?mode=ro&immutable=1"):
+            conn = sqlite3.connect(base + flags, uri=True, timeout=self.timeout, isolation_level=None,
+                                   check_same_thread=False)
+            try:
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.OperationalError:
+                conn.close()
+        raise StoreError(f"{self.location}: cannot open the read-only gallery")
 
     def _create(self, model: ModelInfo | None) -> None:
         if model is None:
@@ -188,6 +207,7 @@ class SqliteStore(Store):
                             f.status, f.reason, f.detail = "skipped", "duplicate", out[-1]
                     continue
                 vec = checked_vector(p.vector, self.model, f"{self.location}: {p.source or p.person}")
+                checked_person_name(p.person, self.location)
                 pid = self._person_id(cur, p.person, create=True)
                 cur.execute("INSERT INTO photos (person_id, source, sha256, face_index, n_faces, box, pose, "
                             "quality, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -289,6 +309,7 @@ class SqliteStore(Store):
         return pid
 
     def rename_person(self, old: str, new: str) -> None:
+        checked_person_name(new, self.location)
         with self.write() as cur:
             pid = self._need(cur, old)
             if self._person_id(cur, new, create=False) is not None:
@@ -398,6 +419,8 @@ class SqliteStore(Store):
         rows = self.read("SELECT value FROM meta WHERE key = 'index_id'")
         if rows:
             return rows[0][0]
+        if self.read_only:
+            return None
         try:
             with self.write() as cur:
                 cur.execute("INSERT OR IGNORE INTO meta VALUES ('index_id', ?)", (uuid.uuid4().hex,))
@@ -498,7 +521,7 @@ class _VectorSearch:
         if not isinstance(self.index, HnswIndex):
             return
         gallery_id = self.store.index_id()
-        if gallery_id is None:
+        if gallery_id is None or self.store.read_only:
             return  # a read-only gallery: the graph lives in memory only
         graph = self.index.to_bytes()
         header = json.dumps({"seq": self.seq, "fingerprint": self.store.model.fingerprint, "dim": self.dim,

@@ -43,3 +43,26 @@ def stored_vector(blob: bytes, dim: int, where: str) -> np.ndarray:
         raise StoreError(f"{where}: stored embedding is damaged ({size} bytes, expected {4 * dim}); "
                          f"remove the photo or restore the gallery from a backup")
     return np.frombuffer(blob, np.float32)
+
+
+# Characters a person's name may not hold: control characters (newlines, escapes: they forge lines in logs and
+# terminals), line/paragraph separators, and the bidirectional overrides and isolates that make a name display
+# as another ("Trojan Source"). Joiners (U+200C/U+200D) stay allowed: Persian and Indic names need them.
+BIDI_CONTROLS = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+MAX_NAME_LENGTH = 200
+
+
+def checked_person_name(name, where: str = "") -> str:
+    """`name` if it can name a person; otherwise StoreError saying why (the same rule for every store and route)."""
+    import unicodedata
+
+    prefix = f"{where}: " if where else ""
+    if not isinstance(name, str) or not name.strip():
+        raise StoreError(f"{prefix}a person's name cannot be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise StoreError(f"{prefix}a person's name is at most {MAX_NAME_LENGTH} characters")
+    for ch in name:
+        if ch in BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs"):
+            raise StoreError(f"{prefix}a person's name cannot hold control or text-direction characters "
+                             f"(U+{ord(ch):04X})")
+    return name

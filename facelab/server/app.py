@@ -276,7 +276,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         report = await galleries.run(gallery, lambda g: g.check(far=far).to_dict())
         return {"gallery": gallery, **report}
 
-    @app.get("/v1/galleries/{gallery}/people/{person}", response_model=schemas.PersonOut, dependencies=read,
+    @app.get("/v1/galleries/{gallery}/people/{person:path}", response_model=schemas.PersonOut, dependencies=read,
              responses=ERRORS, tags=["galleries"])
     async def get_person(gallery: str, person: str):
         features.api("galleries")
@@ -302,7 +302,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                      create=gallery == DEFAULT)
         return record
 
-    @app.patch("/v1/galleries/{gallery}/people/{person}", response_model=schemas.PersonOut, dependencies=write,
+    @app.patch("/v1/galleries/{gallery}/people/{person:path}", response_model=schemas.PersonOut, dependencies=write,
                responses=ERRORS, tags=["galleries"])
     async def rename_person(gallery: str, person: str, body: schemas.PersonRename):
         features.api("galleries")
@@ -329,7 +329,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         return await galleries.run(gallery, job)
 
-    @app.delete("/v1/galleries/{gallery}/people/{person}", response_model=schemas.Deleted, dependencies=write,
+    @app.delete("/v1/galleries/{gallery}/people/{person:path}", response_model=schemas.Deleted, dependencies=write,
                 responses=ERRORS, tags=["galleries"])
     async def delete_person(gallery: str, person: str):
         features.api("galleries")
@@ -388,8 +388,12 @@ def _person(g, name: str):
 
 
 def _check_person_name(name: str) -> None:
-    if not name.strip() or len(name) > 200 or any(ord(c) < 32 for c in name):
-        raise ApiError(422, "invalid_request", "a person's name is 1-200 printable characters")
+    from ..gallery.vectors import checked_person_name
+
+    try:
+        checked_person_name(name)
+    except facelab.FacelabError as err:
+        raise ApiError(422, "invalid_request", str(err)) from None
 
 
 def _safe_label(filename: str | None) -> str | None:

@@ -136,12 +136,18 @@ async def stream_endpoint(ws: WebSocket):
                         update = {}
                     if isinstance(update, dict):
                         if "key" in update:
-                            authorised = authorised or keys.valid(update.get("key"))
+                            if not isinstance(update["key"], str):  # a protocol error: say so and close
+                                state["close"] = (1008, "key must be a string")
+                                break
+                            authorised = authorised or keys.valid(update["key"])
                         for name in ("gallery", "attributes", "identify"):
                             if name in update:
                                 config[name] = update[name]
         except WebSocketDisconnect:
             pass
+        except Exception:  # a message nobody foresaw: close with "internal error" rather than drop the socket
+            log.exception("stream: receiving failed")
+            state["close"] = (1011, "internal error")
         finally:
             state["closed"] = True
             wake.set()
@@ -212,6 +218,9 @@ async def stream_endpoint(ws: WebSocket):
             finally:
                 await release_reserved(frame_scope, app.state.pixel_budget)
             await ws.send_json(result)
+        if state.get("close"):
+            code, reason = state["close"]
+            await ws.close(code=code, reason=reason)
     except (WebSocketDisconnect, RuntimeError):
         pass  # the page went away mid-answer
     finally:

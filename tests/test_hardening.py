@@ -645,3 +645,18 @@ def test_a_read_only_gallery_can_be_searched(tmp_path, monkeypatch):
     finally:
         g.close()
     assert Path(f"{path}.hnsw").read_bytes() == before
+
+
+def test_deeply_nested_json_bodies_are_400_not_500(tmp_path):
+    from facelab.server.auth import create_key
+
+    from .test_server import make_client
+
+    key = create_key(tmp_path / "data" / "api_keys.json", "t")
+    deep = '{"image": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with make_client(tmp_path) as client:
+        for method, path in (("post", "/v1/detect"), ("post", "/v1/verify"), ("post", "/v1/galleries"),
+                             ("patch", "/v1/galleries/default/people/x")):
+            r = getattr(client, method)(path, content=deep, headers={"content-type": "application/json",
+                                                                     "Authorization": f"Bearer {key}"})
+            assert r.status_code == 400, (path, r.text)

@@ -192,6 +192,8 @@ async def read_images(request: Request, names: tuple[str, ...], settings: Settin
             doc = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise ApiError(400, "bad_request", "body is not valid JSON") from None
+        except RecursionError:
+            raise ApiError(400, "bad_request", "body is JSON nested too deeply") from None
         if not isinstance(doc, dict):
             raise ApiError(422, "invalid_request", "JSON body must be an object")
         for name in names:

@@ -39,6 +39,9 @@ class Detection:
 ROLL_TOLERANCE = 6.0
 
 
+PASS2_SOURCE = 1280  # px: the longer side a big photo is shrunk to before pass 2 pads it
+
+
 class YuNetDetector:
     name = "yunet"
 
@@ -81,10 +84,16 @@ class YuNetDetector:
 
         # Pass 2: a face that fills the frame.
         if not len(found[0]):
-            pad = max(h, w) // 2
-            padded = cv2.copyMakeBorder(bgr, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127, 127, 127))
+            # Padding a big photo at full size would need 4x its memory (a 49 MP photo: +590 MB); shrink it first
+            # to PASS2_SOURCE px (still 4x the resolution this pass looks at), then pad. Smaller photos as before.
+            s0 = min(1.0, PASS2_SOURCE / max(h, w))
+            small = cv2.resize(bgr, None, fx=s0, fy=s0, interpolation=cv2.INTER_AREA) if s0 < 1 else bgr
+            pad = max(small.shape[:2]) // 2
+            padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127, 127, 127))
             s2 = 320 / max(padded.shape[:2])
             dets = self._scaled(padded, s2, -pad, -pad)
+            if s0 < 1 and len(dets):
+                dets[:, :14] /= s0
             # This pass exists for big faces; on busy or empty padding it can hallucinate small ones.
             found.append(dets[np.minimum(dets[:, 2], dets[:, 3]) >= 0.3 * min(h, w)])
 

@@ -660,3 +660,23 @@ def test_deeply_nested_json_bodies_are_400_not_500(tmp_path):
             r = getattr(client, method)(path, content=deep, headers={"content-type": "application/json",
                                                                      "Authorization": f"Bearer {key}"})
             assert r.status_code == 400, (path, r.text)
+
+
+def test_a_two_image_request_reserves_its_memory_at_once(tmp_path, jpg_bytes):
+    # Two images reserved one by one would wait for each other when the budget is small: verify must answer.
+    from .test_server import make_client
+
+    with make_client(tmp_path, image_memory_bytes=1000) as client:
+        r = client.post("/v1/verify", files={"image_a": ("a.jpg", jpg_bytes, "image/jpeg"),
+                                             "image_b": ("b.jpg", jpg_bytes, "image/jpeg")}, timeout=120)
+        assert r.status_code == 200 and r.json()["same"] is True
+        assert client.app.state.pixel_budget.used == 0  # given back
+
+
+@pytest.fixture(scope="module")
+def jpg_bytes(astronaut) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(astronaut).save(buf, "JPEG", quality=90)
+    return buf.getvalue()

@@ -487,7 +487,9 @@ class _VectorSearch:
             header = json.loads(raw[4:4 + header_len])
             graph = raw[4 + header_len:]
             gallery_id = self.store.index_id()
-            if (gallery_id is None or header.get("index_id") != gallery_id
+            if gallery_id is None:  # an old gallery we cannot give an id now: build in memory, keep the file
+                return
+            if (header.get("index_id") != gallery_id
                     or header["fingerprint"] != self.store.model.fingerprint or header["dim"] != self.dim
                     or header.get("sha256") != hashlib.sha256(graph).hexdigest()
                     or int(header["seq"]) > self.store.change_seq()):

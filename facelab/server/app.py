@@ -10,7 +10,7 @@ import logging
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import anyio
 from fastapi import Depends, FastAPI, Query, Request
@@ -28,7 +28,7 @@ from .galleries import DEFAULT, Galleries
 from .recognize import recognize
 from .settings import Settings
 from .stream import stream_endpoint
-from .uploads import BodyLimit, PixelBudget, decode_upload, keep_uploads_in_memory, read_images, release_reserved
+from .uploads import BodyLimit, PixelBudget, decode_uploads, keep_uploads_in_memory, read_images, release_reserved
 
 log = logging.getLogger("facelab.server")
 STATIC = Path(__file__).parent / "static"
@@ -76,8 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def infer(fn, *args, **kwargs):
         return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=limiter)
 
-    async def decode(upload, scope: dict):
-        return await decode_upload(upload, settings, budget, scope, decoders)
+    async def decode(scope: dict, *uploads) -> list:
+        return await decode_uploads(list(uploads), settings, budget, scope, decoders)
 
     app.state.infer = infer
     app.state.decode = decode
@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def images(request: Request, *names: str) -> list:
         uploads, _ = await read_images(request, names, settings)
-        return [await decode(uploads[n], request.scope) for n in names]
+        return await decode(request.scope, *(uploads[n] for n in names))
 
     read = [Depends(require_read_key)]
     write = [Depends(require_read_key), Depends(require_write_key)]
@@ -295,7 +295,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         features.api("galleries")
         _check_person_name(person)
         uploads, _ = await read_images(request, ("image",), settings)
-        rgb = await decode(uploads["image"], request.scope)
+        (rgb,) = await decode(request.scope, uploads["image"])
         label = source or _safe_label(uploads["image"].filename) or "upload"
         record = await galleries.run(gallery, lambda g: features.plain(g.add_photo(person, rgb, source=label,
                                                                                   keep_face=keep_face)),

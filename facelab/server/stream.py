@@ -182,7 +182,7 @@ async def stream_endpoint(ws: WebSocket):
             try:
                 if not authorised:
                     raise ApiError(401, "auth_required", "send {\"key\": \"<API key>\"} first")
-                rgb = await app.state.decode(Upload("frame", frame, _sniff(frame), None), frame_scope)
+                (rgb,) = await app.state.decode(frame_scope, Upload("frame", frame, _sniff(frame), None))
                 gallery = config.get("gallery") or None
                 if gallery is not None and not NAME.match(str(gallery)):
                     gallery = None

@@ -144,15 +144,17 @@ class PixelBudget:
 RESERVED = "facelab.reserved_bytes"  # scope key: what this request holds of the PixelBudget
 
 
-async def decode_upload(upload: Upload, settings: Settings, budget: PixelBudget, scope: dict, limiter) -> np.ndarray:
-    """Check, reserve memory, then decode in a worker thread. The reservation is recorded in the request's
-    ASGI scope and given back by `release_reserved` once the request is answered."""
+async def decode_uploads(uploads: list[Upload], settings: Settings, budget: PixelBudget, scope: dict,
+                         limiter) -> list[np.ndarray]:
+    """Check every upload, reserve the memory they need together (at once: two requests each holding half of
+    what they need would wait for each other forever), then decode them in worker threads. The reservation is
+    recorded in the request's ASGI scope and given back by `release_reserved` once the request is answered."""
     import anyio
 
-    w, h, mode = check_upload(upload, settings)
-    got = await budget.acquire(memory_needed(w, h, mode))
+    need = sum(memory_needed(*check_upload(upload, settings)) for upload in uploads)
+    got = await budget.acquire(need)
     scope[RESERVED] = scope.get(RESERVED, 0) + got
-    return await anyio.to_thread.run_sync(decode_checked, upload, settings, limiter=limiter)
+    return [await anyio.to_thread.run_sync(decode_checked, upload, settings, limiter=limiter) for upload in uploads]
 
 
 async def release_reserved(scope: dict, budget: PixelBudget) -> None:

@@ -23,9 +23,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .faces import Face
     from .verification import Verification
 
-__all__ = ["detect", "embed", "verify", "load_image", "models", "analyze", "emoticon", "attributes_available",
-           "open_gallery", "identify", "lookalike", "FaceAnalysis", "FaceFilter", "Face", "FacelabError",
-           "__version__"]
+__all__ = ["detect", "embed", "verify", "compare", "load_image", "models", "analyze", "emoticon",
+           "attributes_available", "open_gallery", "identify", "lookalike", "register_detector", "register_embedder",
+           "FaceAnalysis", "FaceFilter", "Face", "Detector", "Embedder", "FacelabError", "__version__"]
 
 
 def detect(image, *, min_size=None, min_score=None, max_yaw=None, max_pitch=None, max_roll=None,
@@ -53,6 +53,32 @@ def verify(image_a, image_b, *, model: str = "sface", flip: bool = False, thresh
 
     return shared_analysis(embedder=model, flip=flip).verify(image_a, image_b, threshold=threshold, far=far,
                                                              face_a=face_a, face_b=face_b, order=order)
+
+
+def compare(a, b, *, model: str | None = None, threshold: float | None = None,
+            far: float | None = None) -> "Verification":
+    """Same person or not, from two embeddings already computed: `Face`s from facelab.embed, or unit vectors
+    (a stored embedding, a list of numbers). The answer is verify's: the model's calibrated threshold, or
+    `threshold`, or the threshold for a target false-accept rate `far`. model: the embedder that made both
+    (default: the faces' own, else "sface")."""
+    from .pipeline import compare_embeddings
+
+    return compare_embeddings(a, b, model=model, threshold=threshold, far=far)
+
+
+def register_embedder(name: str, factory, *, replace: bool = False) -> None:
+    """Add an embedding model: `factory` is a class filling facelab.Embedder (or a function taking `flip=` and
+    returning one). Then embed / verify / FaceAnalysis accept model=name. See docs/architecture.md."""
+    from .embedders import register_embedder as _register
+
+    _register(name, factory, replace=replace)
+
+
+def register_detector(name: str, factory, *, replace: bool = False) -> None:
+    """Add a face detector: `factory` is a class filling facelab.Detector (or a function returning one)."""
+    from .detectors import register_detector as _register
+
+    _register(name, factory, replace=replace)
 
 
 def analyze(image, attributes=None, *, order: str = "rgb") -> list["Face"]:
@@ -133,6 +159,10 @@ def __getattr__(name: str):  # lazy public classes, so `import facelab` stays li
         from .faces import Face
 
         return Face
+    if name in ("Detector", "Embedder", "Detection"):
+        from . import interfaces
+
+        return getattr(interfaces, name)
     if name == "FacelabError":
         from .errors import FacelabError
 

@@ -11,24 +11,18 @@ selfie and the small faces of a group photo, `YuNetDetector` runs up to three pa
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import ModelError
 from .images import to_bgr
+from .interfaces import Detection, Detector, DetectorFactory
 from .models.registry import get_model, verify_model
 
 
 # Columns of YuNet's output rows: x, y, w, h, then 5 (x, y) landmarks, then the score.
 _XS = [0, 4, 6, 8, 10, 12]
 _YS = [1, 5, 7, 9, 11, 13]
-
-
-@dataclass
-class Detection:
-    box: np.ndarray        # x, y, w, h
-    score: float
-    landmarks: np.ndarray  # (5, 2)
 
 
 # YuNet's landmarks are replaced by a re-detection on the de-rotated face (YuNetDetector._fix_roll) when dlib's
@@ -39,7 +33,7 @@ class Detection:
 ROLL_TOLERANCE = 6.0
 
 
-class YuNetDetector:
+class YuNetDetector(Detector):
     name = "yunet"
 
     def __init__(self, score_threshold: float = 0.6, nms_threshold: float = 0.3, max_side: int = 640,
@@ -190,7 +184,7 @@ def _merge(dets: np.ndarray, score_threshold: float, nms_threshold: float) -> li
     return out
 
 
-class DlibHOGDetector:
+class DlibHOGDetector(Detector):
     """dlib's HOG frontal detector + its 5-point predictor, mapped to facelab's 5 landmarks.
 
     dlib's 5 points are the outer/inner corners of each eye and the base of the nose; facelab's are eye
@@ -230,4 +224,19 @@ class DlibHOGDetector:
         return out
 
 
-DETECTORS = {"yunet": YuNetDetector, "dlib_hog": DlibHOGDetector}
+# name -> how to build it. A new detector: a class that fills `Detector`, plus one entry here (or, from outside
+# the package, `register_detector`).
+DETECTORS: dict[str, DetectorFactory] = {"yunet": YuNetDetector, "dlib_hog": DlibHOGDetector}
+
+
+def register_detector(name: str, factory: DetectorFactory, *, replace: bool = False) -> None:
+    """Make `factory` (a Detector class, or a function returning one) available as detector `name`."""
+    if not name or not isinstance(name, str):
+        raise ModelError(f"a detector needs a non-empty name, got {name!r}")
+    if name in DETECTORS and not replace:
+        raise ModelError(f"detector {name!r} is already registered; pass replace=True to override it")
+    DETECTORS[name] = factory
+    from .pipeline import get_detector, shared_analysis
+
+    get_detector.cache_clear()  # a replaced factory must not be served from the cache
+    shared_analysis.cache_clear()

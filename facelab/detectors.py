@@ -14,7 +14,6 @@ import threading
 
 import numpy as np
 
-from .errors import ModelError
 from .images import to_bgr
 from .interfaces import Detection, Detector, DetectorFactory
 from .models.registry import get_model, verify_model
@@ -225,18 +224,6 @@ class DlibHOGDetector(Detector):
 
 
 # name -> how to build it. A new detector: a class that fills `Detector`, plus one entry here (or, from outside
-# the package, `register_detector`).
+# the package, `facelab.register_detector`).
 DETECTORS: dict[str, DetectorFactory] = {"yunet": YuNetDetector, "dlib_hog": DlibHOGDetector}
 
-
-def register_detector(name: str, factory: DetectorFactory, *, replace: bool = False) -> None:
-    """Make `factory` (a Detector class, or a function returning one) available as detector `name`."""
-    if not name or not isinstance(name, str):
-        raise ModelError(f"a detector needs a non-empty name, got {name!r}")
-    if name in DETECTORS and not replace:
-        raise ModelError(f"detector {name!r} is already registered; pass replace=True to override it")
-    DETECTORS[name] = factory
-    from .pipeline import get_detector, shared_analysis
-
-    get_detector.cache_clear()  # a replaced factory must not be served from the cache
-    shared_analysis.cache_clear()

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from .align import align_face
-from .errors import ModelError
 from .faces import Face
 from .interfaces import Embedder, EmbedderFactory
 from .models.registry import verify_model
@@ -180,24 +179,10 @@ class FusedEmbedder(Embedder):
 
 
 # name -> how to build it (called with flip=). A new embedder: a class that fills `Embedder`, plus one entry here
-# (or, from outside the package, `register_embedder`); docs/architecture.md walks through one.
+# (or, from outside the package, `facelab.register_embedder`); docs/architecture.md walks through one.
 EMBEDDERS: dict[str, EmbedderFactory] = {"sface": SFaceEmbedder, "dlib_resnet": DlibEmbedder,
                                          "fused": FusedEmbedder}
 
-
-def register_embedder(name: str, factory: EmbedderFactory, *, replace: bool = False) -> None:
-    """Make `factory` (an Embedder class, or a function taking `flip=` and returning one) available as embedding
-    model `name` to facelab.embed / verify / FaceAnalysis. Its vectors have no calibrated threshold until one is
-    measured (benchmarks/lfw_verify.py writes facelab/models/thresholds.json): pass threshold= meanwhile."""
-    if not name or not isinstance(name, str) or "+" in name or "/" in name:
-        raise ModelError(f"an embedder needs a plain name (no '+' or '/': they mark variants), got {name!r}")
-    if name in EMBEDDERS and not replace:
-        raise ModelError(f"embedding model {name!r} is already registered; pass replace=True to override it")
-    EMBEDDERS[name] = factory
-    from .pipeline import get_embedder, shared_analysis
-
-    get_embedder.cache_clear()  # a replaced factory must not be served from the cache
-    shared_analysis.cache_clear()
 
 
 class OnnxEmbedder(Embedder):

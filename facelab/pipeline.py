@@ -19,7 +19,7 @@ from .embedders import EMBEDDERS
 from .errors import FacelabError, ModelError, NoFaceError
 from .faces import Face
 from .images import ImageInput, load_image
-from .interfaces import Detector, Embedder
+from .interfaces import Detector, DetectorFactory, Embedder, EmbedderFactory
 from .pose import estimate_pose, estimate_quality
 from .verification import Verification, cosine, operating_point
 
@@ -72,6 +72,30 @@ def get_embedder(name: str = DEFAULT_EMBEDDER, flip: bool = False) -> Embedder:
         raise ModelError(f"unknown embedding model {name!r}; known: "
                          f"{', '.join([*EMBEDDERS, *registered_embedder_names()])}")
     return _checked(EMBEDDERS[name](flip=flip), Embedder, f"embedding model {name!r}")
+
+
+def register_detector(name: str, factory: DetectorFactory, *, replace: bool = False) -> None:
+    """Make `factory` (a Detector class, or a function returning one) available as detector `name`."""
+    if not name or not isinstance(name, str):
+        raise ModelError(f"a detector needs a non-empty name, got {name!r}")
+    if name in DETECTORS and not replace:
+        raise ModelError(f"detector {name!r} is already registered; pass replace=True to override it")
+    DETECTORS[name] = factory
+    get_detector.cache_clear()  # a replaced factory must not be served from the cache
+    shared_analysis.cache_clear()
+
+
+def register_embedder(name: str, factory: EmbedderFactory, *, replace: bool = False) -> None:
+    """Make `factory` (an Embedder class, or a function taking `flip=` and returning one) available as embedding
+    model `name` to facelab.embed / verify / FaceAnalysis. Its vectors have no calibrated threshold until one is
+    measured (benchmarks/lfw_verify.py writes facelab/models/thresholds.json): pass threshold= meanwhile."""
+    if not name or not isinstance(name, str) or "+" in name or "/" in name:
+        raise ModelError(f"an embedder needs a plain name (no '+' or '/': they mark variants), got {name!r}")
+    if name in EMBEDDERS and not replace:
+        raise ModelError(f"embedding model {name!r} is already registered; pass replace=True to override it")
+    EMBEDDERS[name] = factory
+    get_embedder.cache_clear()  # a replaced factory must not be served from the cache
+    shared_analysis.cache_clear()
 
 
 def _checked(model, interface: type, what: str):

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from ..errors import FacelabError
 from .errors import ApiError
-from .features import api
+from .capabilities import api
 from .settings import Settings
 
 DEFAULT = "default"

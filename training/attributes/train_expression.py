@@ -1,6 +1,6 @@
 """Train facelab's expression CNN on FER2013 (48x48 grey faces, 7 classes). Standalone: torch + numpy + OpenCV.
 
-    python facelab/attributes/training/train_expression.py --data fer.npz --out OUT --budget 280
+    python training/attributes/train_expression.py --data fer.npz --out OUT --budget 280
 
 `fer.npz` comes from `pack_fer.py`. Trains on FER2013 Training only, reports PublicTest (validation) accuracy; the
 learning rate follows a warm-up + cosine curve over a wall-clock budget (so a run fits a fixed device slot), then

@@ -1,6 +1,6 @@
 """Train the small eyewear and mask CNNs on facelab's aligned face crops. Standalone: torch + numpy + OpenCV.
 
-    python facelab/attributes/training/train_crops.py --data crops.npz --out OUT [--epochs 40]
+    python training/attributes/train_crops.py --data crops.npz --out OUT [--epochs 40]
 
 `crops.npz` comes from `pack_crops.py` (64x64 ArcFace-aligned RGB crops, labels, group-disjoint folds 0-4).
 For each task: 5 trainings leaving one fold out give out-of-fold predictions (the reported accuracy, never

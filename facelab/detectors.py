@@ -17,6 +17,7 @@ import numpy as np
 from .images import to_bgr
 from .interfaces import Detection, Detector, DetectorFactory
 from .models.registry import get_model, verify_model
+from .settings import apply_to_opencv
 
 
 # Columns of YuNet's output rows: x, y, w, h, then 5 (x, y) landmarks, then the score.
@@ -49,6 +50,7 @@ class YuNetDetector(Detector):
         self.tile_side = tile_side
         self.tile = tile
         self._path = str(verify_model("yunet"))
+        apply_to_opencv()
         self._net = cv2.FaceDetectorYN.create(self._path, "", (320, 320), score_threshold, nms_threshold, 5000)
         self._lock = threading.Lock()  # FaceDetectorYN keeps per-call state (input size)
 

@@ -15,6 +15,7 @@ from .align import align_face
 from .faces import Face
 from .interfaces import Embedder, EmbedderFactory
 from .models.registry import verify_model
+from .settings import apply_to_opencv
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -47,6 +48,7 @@ class SFaceEmbedder(Embedder):
         self.order = order
         self.flip = flip
         self.name = "sface" + ("/bgr" if order == "bgr" else "") + ("+flip" if flip else "")
+        apply_to_opencv()
         self._net = cv2.dnn.readNetFromONNX(str(verify_model("sface")))
         self._lock = threading.Lock()
 
@@ -193,13 +195,15 @@ class OnnxEmbedder(Embedder):
         import onnxruntime as ort
 
         from .models.registry import get_model
+        from .settings import onnx_session_options
 
         spec = get_model(name)
         self.flip = flip
         self.name = name + ("+flip" if flip else "")
         self.dim = int(spec.dim or 0)  # 0: the registry entry does not say
         self.size = int(spec.extra.get("crop_size", 112))
-        self._session = ort.InferenceSession(str(verify_model(spec)), providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(str(verify_model(spec)), sess_options=onnx_session_options(),
+                                             providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
 
     def _forward(self, crops: np.ndarray) -> np.ndarray:

@@ -30,13 +30,22 @@ COMMANDS = [
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="facelab")
-def main() -> None:
+@click.option("--threads", type=click.IntRange(1, 1024), default=None,
+              help="CPU threads one model call may use. [default: $FACELAB_THREADS, else min(4, CPUs)]")
+def main(threads: int | None) -> None:
     """See, recognise and describe faces, offline.
 
     \b
     Exit codes: 0 ok, 1 negative answer (different person / nobody known), 2 usage error,
     3 unreadable image, 4 no face, 5 model missing or corrupt, 6 gallery error, 7 some inputs of a batch failed.
     """
+    from ..errors import FacelabError
+    from ..settings import configure
+
+    try:
+        configure(threads=threads)  # also checks FACELAB_THREADS, before any model loads
+    except FacelabError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 for _ref in COMMANDS:

@@ -11,6 +11,7 @@ selfie and the small faces of a group photo, `YuNetDetector` runs up to three pa
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,6 @@ from .images import to_bgr
 from .interfaces import Detection, Detector, DetectorFactory
 from .models.registry import get_model, verify_model
 from .settings import apply_to_opencv
-
 
 # Columns of YuNet's output rows: x, y, w, h, then 5 (x, y) landmarks, then the score.
 _XS = [0, 4, 6, 8, 10, 12]
@@ -43,7 +43,7 @@ class YuNetDetector(Detector):
 
         self.refine_roll = refine_roll
         self.roll_tolerance = roll_tolerance
-        self._shape = None  # dlib 5-point predictor, loaded on first use
+        self._shape: Any = None  # dlib 5-point predictor, loaded on first use
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.max_side = max_side
@@ -102,10 +102,10 @@ class YuNetDetector(Detector):
                         dets[:, :14] /= s3
                         found.append(dets)
 
-        dets = _merge(np.concatenate(found), self.score_threshold, self.nms_threshold)
+        merged = _merge(np.concatenate(found), self.score_threshold, self.nms_threshold)
         if self.refine_roll:
-            dets = [self._fix_roll(bgr, d) for d in dets]
-        return dets
+            merged = [self._fix_roll(bgr, d) for d in merged]
+        return merged
 
     def _fix_roll(self, bgr: np.ndarray, det: Detection) -> Detection:
         """YuNet's (int8) landmarks lag behind a tilted head: at 15 degrees of roll they report ~3.
@@ -204,8 +204,6 @@ class DlibHOGDetector(Detector):
         self.upsample = upsample
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
-        import dlib
-
         rects, scores, _ = self._detector.run(rgb, self.upsample, 0.0)
         out = []
         for rect, score in zip(rects, scores):

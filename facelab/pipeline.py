@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Sequence
+from functools import cache
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from .detectors import DETECTORS
 from .embedders import EMBEDDERS
 from .errors import FacelabError, ModelError, NoFaceError
 from .faces import Face
-from .images import ImageInput, load_image
+from .images import ChannelOrder, ImageInput, load_image
 from .interfaces import Detector, DetectorFactory, Embedder, EmbedderFactory
 from .pose import estimate_pose, estimate_quality
 from .verification import Verification, cosine, operating_point
@@ -55,14 +55,14 @@ class FaceFilter:
         return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_detector(name: str = DEFAULT_DETECTOR) -> Detector:
     if name not in DETECTORS:
         raise ModelError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
     return _checked(DETECTORS[name](), Detector, f"detector {name!r}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_embedder(name: str = DEFAULT_EMBEDDER, flip: bool = False) -> Embedder:
     if name not in EMBEDDERS:
         from .embedders import OnnxEmbedder, registered_embedder_names
@@ -144,7 +144,7 @@ class FaceAnalysis:
     def embedder(self) -> Embedder:
         return get_embedder(self.embedder_name, self.flip)
 
-    def detect(self, image: ImageInput, filters: FaceFilter | None = None, order: str = "rgb") -> list[Face]:
+    def detect(self, image: ImageInput, filters: FaceFilter | None = None, order: ChannelOrder = "rgb") -> list[Face]:
         """All faces in the photo, left to right, with landmarks, aligned crop, pose and quality."""
         rgb = load_image(image, order)
         return self.detect_rgb(rgb, filters)
@@ -153,8 +153,8 @@ class FaceAnalysis:
         faces = []
         for det in self.detector.detect(rgb):
             aligned = align_face(rgb, det.landmarks)
-            face = Face(box=tuple(float(v) for v in det.box), score=det.score, landmarks=det.landmarks,
-                        aligned=aligned)
+            x, y, w, h = (float(v) for v in det.box)
+            face = Face(box=(x, y, w, h), score=det.score, landmarks=det.landmarks, aligned=aligned)
             face.pose = estimate_pose(det.landmarks, rgb.shape[:2])
             face.quality = estimate_quality(face.box, det.landmarks, aligned)
             faces.append(face)
@@ -172,12 +172,12 @@ class FaceAnalysis:
             f.embedding_model = self.embedder.name
         return faces
 
-    def get(self, image: ImageInput, filters: FaceFilter | None = None, order: str = "rgb") -> list[Face]:
+    def get(self, image: ImageInput, filters: FaceFilter | None = None, order: ChannelOrder = "rgb") -> list[Face]:
         """Detect and embed every face (InsightFace's `FaceAnalysis.get`)."""
         rgb = load_image(image, order)
         return self.embed_faces(rgb, self.detect_rgb(rgb, filters))
 
-    def main_face(self, image: ImageInput, face_index: int | None = None, order: str = "rgb",
+    def main_face(self, image: ImageInput, face_index: int | None = None, order: ChannelOrder = "rgb",
                   name: str = "photo") -> tuple[Face, int]:
         """The face to use from a photo (see `pick_main_face`), embedded; and how many faces the photo has."""
         rgb = load_image(image, order)
@@ -196,7 +196,7 @@ class FaceAnalysis:
 
     def verify(self, image_a: ImageInput, image_b: ImageInput, threshold: float | None = None,
                far: float | None = None, face_a: int | None = None, face_b: int | None = None,
-               order: str = "rgb", names: tuple[str, str] = ("A", "B")) -> Verification:
+               order: ChannelOrder = "rgb", names: tuple[str, str] = ("A", "B")) -> Verification:
         operating_point(self.embedder.name, threshold, far)  # an uncalibrated model fails before any work
         fa, na = self.main_face(image_a, face_a, order, names[0])
         fb, nb = self.main_face(image_b, face_b, order, names[1])
@@ -277,7 +277,7 @@ def _known_dim(model: str) -> int | None:
         return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def shared_analysis(detector: str = DEFAULT_DETECTOR, embedder: str = DEFAULT_EMBEDDER,
                     flip: bool = False) -> FaceAnalysis:
     return FaceAnalysis(detector, embedder, flip)

@@ -40,7 +40,7 @@ class RuntimeSettings:
     threads_explicit: bool     # set by the user (environment, CLI, configure) rather than the default
 
     @classmethod
-    def from_env(cls) -> "RuntimeSettings":
+    def from_env(cls) -> RuntimeSettings:
         raw = os.environ.get(ENV_THREADS, "").strip()
         if not raw:
             return cls(threads=default_threads(), threads_explicit=False)

@@ -4,7 +4,8 @@ Other areas' functions are looked up by their agreed names at call time, so the 
 galleries as soon as that code is installed, with no edit here."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -97,9 +97,10 @@ class FeatureExtractor:
     def __init__(self, name: str):
         self.spec = feature_spec(name)
         if self.spec.name == "sface":
+            from ..embedders import SFaceEmbedder
             from ..pipeline import get_embedder
 
-            self._sface = get_embedder("sface")
+            self._sface = cast(SFaceEmbedder, get_embedder("sface"))  # embed_crops: SFace on the aligned crops
         else:
             self._session = _session_with_layer(self.spec.model, self.spec.layer)
 

@@ -2,12 +2,12 @@
 
     python -m training.attributes.train_age_gender [--cache out/attributes-cache] [--out facelab/models/weights]
 
-Needs `extract_faces.py utkface --age-gender` (and `extract_faces.py lfw_gender --age-gender` for the LFW gender figure).
-Age: ridge regression on age_gender.age_features of the face's probabilities (raw expected age, spread, 5-year
-pooled probabilities; the face+mirror average is scored too), 5 image-disjoint folds on the UTKFace subset (UTKFace has no person ids;
-each image is its own group); MAE reported out-of-fold, overall and per age band; then refitted on all of it and
-saved as age_calibration.npz. Gender: gender_v1 accuracy, plain, image+mirror averaged, and as shipped (3 framings +
-mirrors; no fitting).
+Needs `extract_faces.py utkface --age-gender` (and `extract_faces.py lfw_gender --age-gender` for the LFW gender
+figure). Age: ridge regression on age_gender.age_features of the face's probabilities (raw expected age, spread,
+5-year pooled probabilities; the face+mirror average is scored too), 5 image-disjoint folds on the UTKFace subset
+(UTKFace has no person ids; each image is its own group); MAE reported out-of-fold, overall and per age band; then
+refitted on all of it and saved as age_calibration.npz. Gender: gender_v1 accuracy, plain, image+mirror averaged,
+and as shipped (3 framings + mirrors; no fitting).
 """
 from __future__ import annotations
 

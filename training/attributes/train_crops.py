@@ -147,7 +147,8 @@ def main():
                 continue
             model = train(x[tr], y[tr], len(classes), args.epochs, dev, seed=k)
             pred[te] = predict(model, x[torch.from_numpy(te).to(dev)]).argmax(1).cpu().numpy()
-            print(task, "fold", k, round(float((pred[te] == y_np[te]).mean()), 4), f"{time.time() - t0:.0f}s", flush=True)
+            print(task, "fold", k, round(float((pred[te] == y_np[te]).mean()), 4), f"{time.time() - t0:.0f}s",
+                  flush=True)
         res = {"classes": classes, "held_out_fold0": report(y_np, pred, classes, folds == 0),
                "cv5_out_of_fold": report(y_np, pred, classes)}
         if task == "eyewear" and "eyewear_source" in npz:

@@ -33,7 +33,7 @@ class ExpressionNet(nn.Module):
     Each image is standardised (mean 0, std 1) inside the network, so lighting/contrast of real photos matters less.
     """
 
-    def __init__(self, widths=WIDTHS, classes=len(CLASSES), dropout=0.4):
+    def __init__(self, widths=WIDTHS, classes=7, dropout=0.4):  # 7 = len(CLASSES)
         super().__init__()
         layers, cin = [], 1
         for i, w in enumerate(widths):

@@ -3,9 +3,10 @@
     python training/attributes/train_mask.py --data out/mask_crops.npz --out OUT [--epochs 60] [--with-none]
 
 Same network and augmentation as the eyewear CNN (train_crops.py: CropNet, flips, rotation, scale, low
-resolution, colour). Trainings each leaving one source-image-disjoint fold out (--folds; fold 0 alone on a CPU) give the held-out figures
-(3-class, per-class recall, mask-vs-none; on the annotated box and on the YuNet box where YuNet found the face),
-averaging each crop with its mirror image; then one training on all data is exported to ONNX (mask_cnn.onnx).
+resolution, colour). Trainings each leaving one source-image-disjoint fold out (--folds; fold 0 alone on a CPU)
+give the held-out figures (3-class, per-class recall, mask-vs-none; on the annotated box and on the YuNet box where
+YuNet found the face), averaging each crop with its mirror image; then one training on all data is exported to
+ONNX (mask_cnn.onnx).
 --with-none adds the unmasked LFW/web faces as "none" to every training (their own held-out fold is scored too).
 `train_mask.py --combine DATA OUT0 OUT1 ...` pools one-fold runs into out-of-fold figures.
 """
@@ -148,7 +149,8 @@ def main():
     res["command"] = "python training/attributes/train_mask.py " + " ".join(sys.argv[1:])
     if held:
         (out / f"{args.tag}_log.json").write_text(json.dumps(res, indent=1))
-        print(args.tag, json.dumps({k: v["accuracy"] for k, v in res.items() if isinstance(v, dict) and "accuracy" in v}))
+        print(args.tag, json.dumps({k: v["accuracy"] for k, v in res.items()
+                                    if isinstance(v, dict) and "accuracy" in v}))
     if args.no_final:
         return
     if args.with_none:

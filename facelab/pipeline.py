@@ -103,8 +103,9 @@ def _checked(model, interface: type, what: str):
     if not isinstance(model, interface):
         members = [*interface.__annotations__, *(k for k in vars(interface) if k in ("detect", "embed"))]
         missing = [a for a in members if not hasattr(model, a)]
-        raise ModelError(f"{what} gave a {type(model).__name__} object, which is not a {interface.__name__} "
-                         f"(missing: {', '.join(missing) or '?'}; see facelab/interfaces.py)")
+        raise ModelError(f"{what} gave a {type(model).__name__} object, which does not fill the "
+                         f"{interface.__name__} interface (missing: {', '.join(missing) or '?'}; "
+                         f"see facelab/interfaces.py)")
     return model
 
 

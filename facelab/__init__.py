@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
     from .faces import Face
+    from .images import ChannelOrder
     from .verification import Verification
 
 __all__ = ["detect", "embed", "verify", "compare", "load_image", "models", "analyze", "emoticon",
@@ -29,7 +30,7 @@ __all__ = ["detect", "embed", "verify", "compare", "load_image", "models", "anal
 
 
 def detect(image, *, min_size=None, min_score=None, max_yaw=None, max_pitch=None, max_roll=None,
-           detector: str = "yunet", order: str = "rgb") -> list["Face"]:
+           detector: str = "yunet", order: ChannelOrder = "rgb") -> list["Face"]:
     """Every face in `image`, left to right: box, score, 5 landmarks, pose (degrees), quality."""
     from .pipeline import FaceFilter, shared_analysis
 
@@ -38,7 +39,7 @@ def detect(image, *, min_size=None, min_score=None, max_yaw=None, max_pitch=None
     return shared_analysis(detector=detector).detect(image, filters, order=order)
 
 
-def embed(image, *, model: str = "sface", flip: bool = False, order: str = "rgb") -> list["Face"]:
+def embed(image, *, model: str = "sface", flip: bool = False, order: ChannelOrder = "rgb") -> list["Face"]:
     """Every face in `image` with `.embedding` (unit vector) and `.embedding_model` set."""
     from .pipeline import shared_analysis
 
@@ -47,7 +48,7 @@ def embed(image, *, model: str = "sface", flip: bool = False, order: str = "rgb"
 
 def verify(image_a, image_b, *, model: str = "sface", flip: bool = False, threshold: float | None = None,
            far: float | None = None, face_a: int | None = None, face_b: int | None = None,
-           order: str = "rgb") -> "Verification":
+           order: ChannelOrder = "rgb") -> "Verification":
     """Same person or not. Uses the main face of each photo unless face_a / face_b pick one by index."""
     from .pipeline import shared_analysis
 
@@ -81,7 +82,7 @@ def register_detector(name: str, factory, *, replace: bool = False) -> None:
     _register(name, factory, replace=replace)
 
 
-def analyze(image, attributes=None, *, order: str = "rgb") -> list["Face"]:
+def analyze(image, attributes=None, *, order: ChannelOrder = "rgb") -> list["Face"]:
     """Every face with `face.attributes` filled: age, gender, expression, eyewear, mask, skin_tone, emoticon and
     the classifiers registered with `facelab models add`, each under its model name (or only the names in
     `attributes`, a list or comma-separated string; only their models load).
@@ -97,7 +98,7 @@ def analyze(image, attributes=None, *, order: str = "rgb") -> list["Face"]:
     return analyse_faces(rgb, faces, attributes, embed=fa.embed_faces)
 
 
-def emoticon(image, *, order: str = "rgb") -> list[str]:
+def emoticon(image, *, order: ChannelOrder = "rgb") -> list[str]:
     """One SVG emoticon per face (left to right), drawn from its expression, eyewear, mask and skin tone."""
     return [f.attributes["emoticon"]["svg"] for f in analyze(image, ["emoticon"], order=order)]
 
@@ -116,7 +117,7 @@ def models() -> dict[str, Any]:
     return all_models()
 
 
-def load_image(source, order: str = "rgb"):
+def load_image(source, order: ChannelOrder = "rgb"):
     from .images import load_image as _load
 
     return _load(source, order)

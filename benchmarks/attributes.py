@@ -8,8 +8,8 @@ Writes benchmarks/results/attributes.json and benchmarks/results/expression_conf
   whole pipeline (detection, landmark crop, model) on the photos of lfw/expressions.csv.
 - Age/gender/eyewear/mask: out-of-fold figures (the heads refitted on all data are never scored on their own
   training images): run the feature extraction first (the pipeline's own detection, alignment and networks):
-      python -m facelab.attributes.training.features utkface --age-gender --no-embed --out out/attributes-cache
-      python -m facelab.attributes.training.features lfw_gender --age-gender --no-embed --every 4 --out out/attributes-cache
+      python -m training.attributes.extract_faces utkface --age-gender --no-embed --out out/attributes-cache
+      python -m training.attributes.extract_faces lfw_gender --age-gender --no-embed --every 4 --out out/attributes-cache
 - Age on LFW (a second source, never fitted on): people with >= 10 photos and a public birth year, photos taken as
   from 2002-2003 (LFW's news photos), through facelab.analyze.
 - Cost: median over repeated runs on the astronaut photo (one face), per analyser, on this machine.
@@ -159,7 +159,7 @@ def heads(cache: Path) -> dict:
     import shutil
     from contextlib import redirect_stdout
 
-    from facelab.attributes.training import train_age_gender
+    from training.attributes import train_age_gender
 
     out = {}
     tmp = RESULTS / "_heads_tmp"

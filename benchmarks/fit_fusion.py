@@ -20,10 +20,11 @@ import json
 
 import numpy as np
 
+from fusion_weight import WEIGHTS, fit_weight
 from lfw_cache import LFW, ROOT, dlib_stage, run_stage, view1_pairs
+from lfw_verify import cached_sface
 
 UTK = ROOT.parent / "shared" / "data" / "utkface"
-WEIGHTS = np.round(np.arange(0.0, 1.0001, 0.005), 3)  # fine: plain dlib cosines spread ~5x narrower
 
 
 def utk_dlib_mean(n: int) -> tuple[np.ndarray, int]:
@@ -48,38 +49,6 @@ def utk_dlib_mean(n: int) -> tuple[np.ndarray, int]:
     return vecs.mean(0), len(kept)
 
 
-def fit_weight(s_sface: np.ndarray, s_dlib: np.ndarray, labels: np.ndarray) -> tuple[float, list]:
-    from facelab.evaluation.lfw import best_threshold
-
-    curve = []
-    for w in WEIGHTS:
-        s = w * s_sface + (1 - w) * s_dlib
-        t = best_threshold(s, labels)
-        curve.append((float(w), float(((s >= t) == labels).mean())))
-    best = max(acc for _, acc in curve)
-    # Several weights tie on ~2,000 pairs: take the middle of the best plateau.
-    tied = [w for w, acc in curve if acc == best]
-    return float(tied[len(tied) // 2]), curve
-
-
-def nested_cv_weight(pairs, s_sface: np.ndarray, s_dlib: np.ndarray) -> dict:
-    """View 2 with the fusion weight chosen, like the threshold, on the 9 training folds of each split."""
-    from facelab.evaluation.lfw import best_threshold
-
-    labels = np.array([p.same for p in pairs])
-    folds = np.array([p.fold for p in pairs])
-    accs, chosen = [], []
-    for k in sorted(set(folds)):
-        tr, te = folds != k, folds == k
-        w, _ = fit_weight(s_sface[tr], s_dlib[tr], labels[tr])
-        s = w * s_sface + (1 - w) * s_dlib
-        t = best_threshold(s[tr], labels[tr])
-        accs.append(float(((s[te] >= t) == labels[te]).mean()))
-        chosen.append(w)
-    return {"mean_accuracy": float(np.mean(accs)), "std_accuracy": float(np.std(accs)),
-            "fold_accuracies": accs, "weights": chosen}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--utk", type=int, default=200, help="UTKFace images for the dlib mean")
@@ -90,8 +59,6 @@ def main() -> None:
     from facelab.embedders import FUSION_FILE, _unit
 
     mean, n_utk = utk_dlib_mean(args.utk)
-    from lfw_verify import cached_sface
-
     _, sf = cached_sface()
     dl = dict(np.load(ROOT / "out" / "lfw_cache" / "dlib_v1.npz"))
     idx_s = {n: i for i, n in enumerate(sf["names"])}

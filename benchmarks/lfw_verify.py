@@ -231,7 +231,7 @@ def main() -> None:
 
     # Fusion weight chosen by nested cross-validation inside View 2's training folds (a cross-check of the
     # View 1 fit in fusion.json).
-    from fit_fusion import nested_cv_weight
+    from fusion_weight import nested_cv_weight
     d_c = fused.centre(d_vec)
     a = np.array([index[p.a] for p in dl_pairs])
     b = np.array([index[p.b] for p in dl_pairs])

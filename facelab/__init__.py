@@ -21,15 +21,16 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
     from .faces import Face
+    from .images import ChannelOrder
     from .verification import Verification
 
-__all__ = ["detect", "embed", "verify", "load_image", "models", "analyze", "emoticon", "attributes_available",
-           "open_gallery", "identify", "lookalike", "FaceAnalysis", "FaceFilter", "Face", "FacelabError",
-           "__version__"]
+__all__ = ["detect", "embed", "verify", "compare", "load_image", "models", "analyze", "emoticon",
+           "attributes_available", "open_gallery", "identify", "lookalike", "register_detector", "register_embedder",
+           "FaceAnalysis", "FaceFilter", "Face", "Detector", "Embedder", "FacelabError", "__version__"]
 
 
 def detect(image, *, min_size=None, min_score=None, max_yaw=None, max_pitch=None, max_roll=None,
-           detector: str = "yunet", order: str = "rgb") -> list["Face"]:
+           detector: str = "yunet", order: ChannelOrder = "rgb") -> list["Face"]:
     """Every face in `image`, left to right: box, score, 5 landmarks, pose (degrees), quality."""
     from .pipeline import FaceFilter, shared_analysis
 
@@ -38,7 +39,7 @@ def detect(image, *, min_size=None, min_score=None, max_yaw=None, max_pitch=None
     return shared_analysis(detector=detector).detect(image, filters, order=order)
 
 
-def embed(image, *, model: str = "sface", flip: bool = False, order: str = "rgb") -> list["Face"]:
+def embed(image, *, model: str = "sface", flip: bool = False, order: ChannelOrder = "rgb") -> list["Face"]:
     """Every face in `image` with `.embedding` (unit vector) and `.embedding_model` set."""
     from .pipeline import shared_analysis
 
@@ -47,7 +48,7 @@ def embed(image, *, model: str = "sface", flip: bool = False, order: str = "rgb"
 
 def verify(image_a, image_b, *, model: str = "sface", flip: bool = False, threshold: float | None = None,
            far: float | None = None, face_a: int | None = None, face_b: int | None = None,
-           order: str = "rgb") -> "Verification":
+           order: ChannelOrder = "rgb") -> "Verification":
     """Same person or not. Uses the main face of each photo unless face_a / face_b pick one by index."""
     from .pipeline import shared_analysis
 
@@ -55,7 +56,33 @@ def verify(image_a, image_b, *, model: str = "sface", flip: bool = False, thresh
                                                              face_a=face_a, face_b=face_b, order=order)
 
 
-def analyze(image, attributes=None, *, order: str = "rgb") -> list["Face"]:
+def compare(a, b, *, model: str | None = None, threshold: float | None = None,
+            far: float | None = None) -> "Verification":
+    """Same person or not, from two embeddings already computed: `Face`s from facelab.embed, or unit vectors
+    (a stored embedding, a list of numbers). The answer is verify's: the model's calibrated threshold, or
+    `threshold`, or the threshold for a target false-accept rate `far`. model: the embedder that made both
+    (default: the faces' own, else "sface")."""
+    from .pipeline import compare_embeddings
+
+    return compare_embeddings(a, b, model=model, threshold=threshold, far=far)
+
+
+def register_embedder(name: str, factory, *, replace: bool = False) -> None:
+    """Add an embedding model: `factory` is a class filling facelab.Embedder (or a function taking `flip=` and
+    returning one). Then embed / verify / FaceAnalysis accept model=name. See docs/architecture.md."""
+    from .pipeline import register_embedder as _register
+
+    _register(name, factory, replace=replace)
+
+
+def register_detector(name: str, factory, *, replace: bool = False) -> None:
+    """Add a face detector: `factory` is a class filling facelab.Detector (or a function returning one)."""
+    from .pipeline import register_detector as _register
+
+    _register(name, factory, replace=replace)
+
+
+def analyze(image, attributes=None, *, order: ChannelOrder = "rgb") -> list["Face"]:
     """Every face with `face.attributes` filled: age, gender, expression, eyewear, mask, skin_tone, emoticon and
     the classifiers registered with `facelab models add`, each under its model name (or only the names in
     `attributes`, a list or comma-separated string; only their models load).
@@ -71,7 +98,7 @@ def analyze(image, attributes=None, *, order: str = "rgb") -> list["Face"]:
     return analyse_faces(rgb, faces, attributes, embed=fa.embed_faces)
 
 
-def emoticon(image, *, order: str = "rgb") -> list[str]:
+def emoticon(image, *, order: ChannelOrder = "rgb") -> list[str]:
     """One SVG emoticon per face (left to right), drawn from its expression, eyewear, mask and skin tone."""
     return [f.attributes["emoticon"]["svg"] for f in analyze(image, ["emoticon"], order=order)]
 
@@ -90,7 +117,7 @@ def models() -> dict[str, Any]:
     return all_models()
 
 
-def load_image(source, order: str = "rgb"):
+def load_image(source, order: ChannelOrder = "rgb"):
     from .images import load_image as _load
 
     return _load(source, order)
@@ -133,6 +160,10 @@ def __getattr__(name: str):  # lazy public classes, so `import facelab` stays li
         from .faces import Face
 
         return Face
+    if name in ("Detector", "Embedder", "Detection"):
+        from . import interfaces
+
+        return getattr(interfaces, name)
     if name == "FacelabError":
         from .errors import FacelabError
 

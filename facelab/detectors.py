@@ -11,24 +11,18 @@ selfie and the small faces of a group photo, `YuNetDetector` runs up to three pa
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .images import to_bgr
+from .interfaces import Detection, Detector, DetectorFactory
 from .models.registry import get_model, verify_model
-
+from .settings import apply_to_opencv
 
 # Columns of YuNet's output rows: x, y, w, h, then 5 (x, y) landmarks, then the score.
 _XS = [0, 4, 6, 8, 10, 12]
 _YS = [1, 5, 7, 9, 11, 13]
-
-
-@dataclass
-class Detection:
-    box: np.ndarray        # x, y, w, h
-    score: float
-    landmarks: np.ndarray  # (5, 2)
 
 
 # YuNet's landmarks are replaced by a re-detection on the de-rotated face (YuNetDetector._fix_roll) when dlib's
@@ -42,7 +36,7 @@ ROLL_TOLERANCE = 6.0
 PASS2_SOURCE = 1280  # px: the longer side a big photo is shrunk to before pass 2 pads it
 
 
-class YuNetDetector:
+class YuNetDetector(Detector):
     name = "yunet"
 
     def __init__(self, score_threshold: float = 0.6, nms_threshold: float = 0.3, max_side: int = 640,
@@ -52,13 +46,14 @@ class YuNetDetector:
 
         self.refine_roll = refine_roll
         self.roll_tolerance = roll_tolerance
-        self._shape = None  # dlib 5-point predictor, loaded on first use
+        self._shape: Any = None  # dlib 5-point predictor, loaded on first use
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.max_side = max_side
         self.tile_side = tile_side
         self.tile = tile
         self._path = str(verify_model("yunet"))
+        apply_to_opencv()
         self._net = cv2.FaceDetectorYN.create(self._path, "", (320, 320), score_threshold, nms_threshold, 5000)
         self._lock = threading.Lock()  # FaceDetectorYN keeps per-call state (input size)
 
@@ -116,10 +111,10 @@ class YuNetDetector:
                         dets[:, :14] /= s3
                         found.append(dets)
 
-        dets = _merge(np.concatenate(found), self.score_threshold, self.nms_threshold)
+        merged = _merge(np.concatenate(found), self.score_threshold, self.nms_threshold)
         if self.refine_roll:
-            dets = [self._fix_roll(bgr, d) for d in dets]
-        return dets
+            merged = [self._fix_roll(bgr, d) for d in merged]
+        return merged
 
     def _fix_roll(self, bgr: np.ndarray, det: Detection) -> Detection:
         """YuNet's (int8) landmarks lag behind a tilted head: at 15 degrees of roll they report ~3.
@@ -199,7 +194,7 @@ def _merge(dets: np.ndarray, score_threshold: float, nms_threshold: float) -> li
     return out
 
 
-class DlibHOGDetector:
+class DlibHOGDetector(Detector):
     """dlib's HOG frontal detector + its 5-point predictor, mapped to facelab's 5 landmarks.
 
     dlib's 5 points are the outer/inner corners of each eye and the base of the nose; facelab's are eye
@@ -218,8 +213,6 @@ class DlibHOGDetector:
         self.upsample = upsample
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
-        import dlib
-
         rects, scores, _ = self._detector.run(rgb, self.upsample, 0.0)
         out = []
         for rect, score in zip(rects, scores):
@@ -239,4 +232,7 @@ class DlibHOGDetector:
         return out
 
 
-DETECTORS = {"yunet": YuNetDetector, "dlib_hog": DlibHOGDetector}
+# name -> how to build it. A new detector: a class that fills `Detector`, plus one entry here (or, from outside
+# the package, `facelab.register_detector`).
+DETECTORS: dict[str, DetectorFactory] = {"yunet": YuNetDetector, "dlib_hog": DlibHOGDetector}
+

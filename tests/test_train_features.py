@@ -20,7 +20,7 @@ def astronaut_face(astronaut):
 
 @pytest.mark.parametrize("name,dim", [("gender_v1", 16), ("age_v1", 256), ("sface", 128)])
 def test_features_have_the_layer_shape_and_are_deterministic(astronaut_face, name, dim):
-    from facelab.train.features import FeatureExtractor
+    from facelab.train.frozen_features import FeatureExtractor
 
     crops = np.stack([astronaut_face.aligned, astronaut_face.aligned[:, ::-1]])
     extract = FeatureExtractor(name)
@@ -35,7 +35,7 @@ def test_features_have_the_layer_shape_and_are_deterministic(astronaut_face, nam
 def test_chip_from_the_aligned_crop_gives_the_gender_attributes_answer(astronaut, astronaut_face):
     """The chip is cut from the 112 crop instead of the photo: gender_v1's own output must still agree."""
     from facelab.attributes.age_gender import AgeGender
-    from facelab.train.features import FeatureExtractor, chips_from_crops
+    from facelab.train.frozen_features import FeatureExtractor, chips_from_crops
 
     chips = chips_from_crops(astronaut_face.aligned[None], 32)
     assert chips.shape == (1, 32, 32, 3) and chips.dtype == np.uint8
@@ -47,7 +47,7 @@ def test_chip_from_the_aligned_crop_gives_the_gender_attributes_answer(astronaut
 
 def test_unknown_features_and_features_for_a_cnn_are_refused(tmp_path):
     from facelab.train import TrainingError
-    from facelab.train.features import check_spec, feature_spec
+    from facelab.train.frozen_features import check_spec, feature_spec
 
     with pytest.raises(TrainingError, match="unknown features"):
         feature_spec("vgg")

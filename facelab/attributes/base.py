@@ -45,17 +45,15 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 
 def onnx_session(path, extended_only: bool = False):
-    """A CPU onnxruntime session: 2 threads, no spinning (the machine is shared, faces are few).
+    """A CPU onnxruntime session with facelab's thread settings (facelab/settings.py; faces are few).
     extended_only: stop graph optimisation before the layout (NCHWc) passes, which made age_v1 2.2x slower here."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
+    from ..settings import onnx_session_options
+
+    opts = onnx_session_options()
     if extended_only:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    opts.intra_op_num_threads = 2
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # don't burn shared cores waiting
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 

@@ -8,9 +8,10 @@ from ..faces import Face
 from ..models.registry import get_model, verify_model
 from .base import softmax
 
-# YuNet's box against the Kaggle mask annotations (1,976 faces found by both, features.py masks cache): same width,
-# 7 % taller, centre 12 % of the annotated height higher (YuNet takes in more forehead). Mapping YuNet's box onto
-# the annotation convention shows the mask CNN the region it was trained on.
+# YuNet's box against the Kaggle mask annotations (1,976 faces found by both, the masks cache of
+# training/attributes/extract_faces.py): same width, 7 % taller, centre 12 % of the annotated height higher (YuNet
+# takes in more forehead). Mapping YuNet's box onto the annotation convention shows the mask CNN the region it was
+# trained on.
 YUNET_HEIGHT_RATIO = 1.07
 YUNET_CENTRE_SHIFT = 0.118
 BOX_MARGIN = 0.2  # the data set's crops: the box widened by 20 % of its size on every side

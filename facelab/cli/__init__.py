@@ -54,7 +54,9 @@ class FacelabGroup(click.Group):
 @click.version_option(__version__, prog_name="facelab")
 @click.option("--debug", is_flag=True, envvar="FACELAB_DEBUG",
               help="On an unexpected error, print the full traceback (env: FACELAB_DEBUG=1).")
-def main(debug: bool) -> None:
+@click.option("--threads", type=click.IntRange(1, 1024), default=None,
+              help="CPU threads one model call may use. [default: $FACELAB_THREADS, else min(4, CPUs)]")
+def main(debug: bool, threads: int | None) -> None:
     """See, recognise and describe faces, offline.
 
     \b
@@ -62,6 +64,13 @@ def main(debug: bool) -> None:
     3 unreadable image, 4 no face, 5 model missing or corrupt, 6 gallery error, 7 some inputs of a batch failed,
     8 unexpected internal error (a bug: `facelab --debug ...` shows where), 130 interrupted.
     """
+    from ..errors import FacelabError
+    from ..settings import configure
+
+    try:
+        configure(threads=threads)  # also checks FACELAB_THREADS, before any model loads
+    except FacelabError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 for _ref in COMMANDS:

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from .common import echo_json, handle_errors
+from .core import EMBEDDER_CHOICES
 
 
 @click.group("eval")
@@ -16,7 +17,8 @@ def eval_group() -> None:
 @eval_group.command("lfw")
 @click.option("--root", type=click.Path(file_okay=False), default="../shared/data/lfw", show_default=True,
               help="LFW folder with pairs.txt and images/<Name>/<Name>_NNNN.jpg.")
-@click.option("--model", type=click.Choice(["sface", "dlib_resnet", "fused"]), default="sface", show_default=True)
+@click.option("--model", type=EMBEDDER_CHOICES, default="sface", show_default=True,
+              help="A built-in embedder or any registered one (facelab/embedders.py EMBEDDERS, facelab models add).")
 @click.option("--flip", is_flag=True, help="Average each face with its mirror image.")
 @click.option("--detector", type=click.Choice(["yunet", "dlib_hog"]), default="yunet", show_default=True)
 @click.option("--folds", type=click.IntRange(2, 10), help="Use only the first N folds (quick check).")

@@ -15,7 +15,7 @@ import importlib.metadata as metadata
 import os
 import tomllib
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ def _read(path: Path) -> dict[str, ModelSpec]:
         raise ModelError(f"model registry {path} is unreadable: {exc}") from None
     specs = {}
     for name, entry in raw.items():
-        known = {k: (tuple(v) if k == "needs" else v) for k, v in entry.items() if k in _KNOWN}
+        known: dict[str, Any] = {k: (tuple(v) if k == "needs" else v) for k, v in entry.items() if k in _KNOWN}
         extra = {k: v for k, v in entry.items() if k not in _KNOWN}
         specs[name] = ModelSpec(name=name, origin=path, extra=extra, **known)
     return specs
@@ -126,7 +126,7 @@ def model_path(spec: ModelSpec | str) -> Path:
     except metadata.PackageNotFoundError:
         raise ModelError(f"model {spec.name!r} needs package {spec.package}, which is not installed: "
                          f"{spec.install_hint}") from None
-    return Path(dist.locate_file(spec.path))
+    return Path(str(dist.locate_file(spec.path)))
 
 
 def file_sha256(path: Path) -> str:
@@ -138,7 +138,7 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _checked(path: Path, size: int, mtime: float, expected: str | None) -> str:
     return file_sha256(path)
 
@@ -168,9 +168,9 @@ def model_status(spec: ModelSpec) -> str:
     """'ok', 'builtin', 'missing' or 'corrupt': for `facelab models`."""
     if spec.builtin:
         try:
-            metadata.distribution(spec.package)
+            metadata.distribution(spec.package or "")
             return "builtin"
-        except metadata.PackageNotFoundError:
+        except (metadata.PackageNotFoundError, ValueError):  # ValueError: no package named
             return "missing"
     try:
         verify_model(spec)

@@ -21,7 +21,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import facelab
 
-from . import features, schemas
+from . import capabilities, schemas
 from .auth import KeyStore, require_read_key, require_write_key
 from .errors import ApiError, install_error_handlers
 from .galleries import DEFAULT, Galleries
@@ -121,8 +121,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/v1/health", response_model=schemas.Health, tags=["service"])
     def health():
         """What this server offers: features present in this build, auth rules, limits."""
-        return {"status": "ok", "version": facelab.__version__, "features": features.available(),
-                "attributes": features.attribute_names(),
+        return {"status": "ok", "version": facelab.__version__, "features": capabilities.available(),
+                "attributes": capabilities.attribute_names(),
                 "auth": {"gallery_changes": "api_key", "everything_else": "api_key" if settings.require_key_for_all
                          else "open"},
                 "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels}}
@@ -169,16 +169,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         "(default: all; see /v1/health)")):
         """Every face with its attributes (age, gender, expression, eyewear, mask, skin tone, emoticon, and the
         classifiers registered with `facelab models add`, each under its model name)."""
-        analyze_fn = features.api("analyze")
+        analyze_fn = capabilities.api("analyze")
         (rgb,) = await images(request, "image")
         faces = await infer(analyze_fn, rgb, attributes.split(",") if attributes else None)
-        return {"width": rgb.shape[1], "height": rgb.shape[0], "faces": [features.plain(f.to_dict()) for f in faces]}
+        return {"width": rgb.shape[1], "height": rgb.shape[0], "faces": [capabilities.plain(f.to_dict()) for f in faces]}
 
     @app.post("/v1/emoticon", response_model=schemas.EmoticonResponse, dependencies=read, responses=ERRORS,
               openapi_extra=image_body("image"), tags=["faces"])
     async def emoticon(request: Request):
         """One SVG emoticon per face, left to right."""
-        emoticon_fn = features.api("emoticon")
+        emoticon_fn = capabilities.api("emoticon")
         (rgb,) = await images(request, "image")
         svgs = await infer(emoticon_fn, rgb)
         return {"width": rgb.shape[1], "height": rgb.shape[0], "emoticons": [str(s) for s in svgs]}
@@ -189,10 +189,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        threshold: Optional[float] = Query(None, ge=-1, le=1),
                        far: Optional[float] = Query(None, gt=0, lt=1)):
         """Who each face is in the gallery (best match or unknown, and the top_k nearest)."""
-        identify_fn = features.api("identify")
-        features.api("galleries")
+        identify_fn = capabilities.api("identify")
+        capabilities.api("galleries")
         (rgb,) = await images(request, "image")
-        found = await galleries.run(gallery, lambda g: features.plain(
+        found = await galleries.run(gallery, lambda g: capabilities.plain(
             identify_fn(rgb, gallery=g, top_k=top_k, threshold=threshold, far=far)))
         return {"gallery": gallery, "width": rgb.shape[1], "height": rgb.shape[0], "faces": found}
 
@@ -200,10 +200,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
               openapi_extra=image_body("image"), tags=["galleries"])
     async def lookalike(request: Request, gallery: str = Query(DEFAULT)):
         """The nearest person and photo in the gallery for each face, however far."""
-        lookalike_fn = features.api("lookalike")
-        features.api("galleries")
+        lookalike_fn = capabilities.api("lookalike")
+        capabilities.api("galleries")
         (rgb,) = await images(request, "image")
-        found = await galleries.run(gallery, lambda g: features.plain(lookalike_fn(rgb, gallery=g)))
+        found = await galleries.run(gallery, lambda g: capabilities.plain(lookalike_fn(rgb, gallery=g)))
         return {"gallery": gallery, "width": rgb.shape[1], "height": rgb.shape[0], "faces": found}
 
     @app.post("/v1/recognize", response_model=schemas.RecognizeResponse, dependencies=read, responses=ERRORS,
@@ -222,11 +222,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/v1/galleries", response_model=schemas.GalleryList, dependencies=read, responses=ERRORS,
              tags=["galleries"])
     async def list_galleries():
-        features.api("galleries")
+        capabilities.api("galleries")
         out = []
         for name in galleries.names():
             try:
-                stats = await galleries.run(name, lambda g: features.plain(g.stats()), create=name == DEFAULT)
+                stats = await galleries.run(name, lambda g: capabilities.plain(g.stats()), create=name == DEFAULT)
                 out.append({"name": name, "stats": stats})
             except facelab.FacelabError as err:  # one unreadable gallery must not hide the others
                 out.append({"name": name, "stats": None, "error": {"code": err.code, "message": str(err)}})
@@ -240,31 +240,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post("/v1/galleries", response_model=schemas.GalleryOut, status_code=201, dependencies=write,
               responses=ERRORS, tags=["galleries"])
     async def create_gallery(body: schemas.GalleryCreate):
-        features.api("galleries")
+        capabilities.api("galleries")
         if galleries.exists(body.name):
             raise ApiError(409, "conflict", f"gallery {body.name!r} already exists")
-        stats = await galleries.run(body.name, lambda g: features.plain(g.stats()), create=True)
+        stats = await galleries.run(body.name, lambda g: capabilities.plain(g.stats()), create=True)
         return {"name": body.name, "stats": stats}
 
     @app.get("/v1/galleries/{gallery}", response_model=schemas.GalleryOut, dependencies=read, responses=ERRORS,
              tags=["galleries"])
     async def get_gallery(gallery: str):
-        features.api("galleries")
-        stats = await galleries.run(gallery, lambda g: features.plain(g.stats()), create=gallery == DEFAULT)
+        capabilities.api("galleries")
+        stats = await galleries.run(gallery, lambda g: capabilities.plain(g.stats()), create=gallery == DEFAULT)
         return {"name": gallery, "stats": stats}
 
     @app.delete("/v1/galleries/{gallery}", response_model=schemas.Deleted, dependencies=write, responses=ERRORS,
                 tags=["galleries"])
     async def delete_gallery(gallery: str):
-        features.api("galleries")
+        capabilities.api("galleries")
         await galleries.delete(gallery)
         return {"deleted": gallery}
 
     @app.get("/v1/galleries/{gallery}/people", response_model=schemas.PeopleList, dependencies=read,
              responses=ERRORS, tags=["galleries"])
     async def list_people(gallery: str):
-        features.api("galleries")
-        people = await galleries.run(gallery, lambda g: features.plain(g.people()), create=gallery == DEFAULT)
+        capabilities.api("galleries")
+        people = await galleries.run(gallery, lambda g: capabilities.plain(g.people()), create=gallery == DEFAULT)
         return {"gallery": gallery, "people": people}
 
     @app.get("/v1/galleries/{gallery}/check", response_model=schemas.GalleryCheckOut, dependencies=read,
@@ -272,15 +272,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def check_gallery(gallery: str, far: float = Query(0.001, gt=0, le=0.1)):
         """Labelling mistakes worth a look (`facelab gallery check`): photos unlike their person's other photos
         and people who may be one person under two names. Changes nothing."""
-        features.api("galleries")
+        capabilities.api("galleries")
         report = await galleries.run(gallery, lambda g: g.check(far=far).to_dict())
         return {"gallery": gallery, **report}
 
     @app.get("/v1/galleries/{gallery}/people/{person:path}", response_model=schemas.PersonOut, dependencies=read,
              responses=ERRORS, tags=["galleries"])
     async def get_person(gallery: str, person: str):
-        features.api("galleries")
-        return await galleries.run(gallery, lambda g: features.plain(_person(g, person)))
+        capabilities.api("galleries")
+        return await galleries.run(gallery, lambda g: capabilities.plain(_person(g, person)))
 
     @app.post("/v1/galleries/{gallery}/people/{person}/photos", response_model=schemas.PhotoOut,
               status_code=201, dependencies=write, responses=ERRORS, openapi_extra=image_body("image"),
@@ -292,12 +292,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Enrol a photo of `person` (created if new). The only route that keeps anything from an upload: the
         face's embedding and record, and with `keep_face` a crop of the face (never the photo).
         In a group photo, the one face that matches the person's stored photos is taken, else the main face."""
-        features.api("galleries")
+        capabilities.api("galleries")
         _check_person_name(person)
         uploads, _ = await read_images(request, ("image",), settings)
         (rgb,) = await decode(request.scope, uploads["image"])
         label = source or _safe_label(uploads["image"].filename) or "upload"
-        record = await galleries.run(gallery, lambda g: features.plain(g.add_photo(person, rgb, source=label,
+        record = await galleries.run(gallery, lambda g: capabilities.plain(g.add_photo(person, rgb, source=label,
                                                                                   keep_face=keep_face)),
                                      create=gallery == DEFAULT)
         return record
@@ -305,13 +305,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.patch("/v1/galleries/{gallery}/people/{person:path}", response_model=schemas.PersonOut, dependencies=write,
                responses=ERRORS, tags=["galleries"])
     async def rename_person(gallery: str, person: str, body: schemas.PersonRename):
-        features.api("galleries")
+        capabilities.api("galleries")
         _check_person_name(body.name)
 
         def job(g):
             _person(g, person)
             g.rename_person(person, body.name)
-            return features.plain(_person(g, body.name))
+            return capabilities.plain(_person(g, body.name))
 
         return await galleries.run(gallery, job)
 
@@ -319,20 +319,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
               dependencies=write, responses=ERRORS, tags=["galleries"])
     async def merge_person(gallery: str, person: str, body: schemas.PersonMerge):
         """Move every photo of `person` to `into` and remove `person`."""
-        features.api("galleries")
+        capabilities.api("galleries")
 
         def job(g):
             _person(g, person)
             _person(g, body.into)
             g.merge_people(person, body.into)
-            return features.plain(_person(g, body.into))
+            return capabilities.plain(_person(g, body.into))
 
         return await galleries.run(gallery, job)
 
     @app.delete("/v1/galleries/{gallery}/people/{person:path}", response_model=schemas.Deleted, dependencies=write,
                 responses=ERRORS, tags=["galleries"])
     async def delete_person(gallery: str, person: str):
-        features.api("galleries")
+        capabilities.api("galleries")
 
         def job(g):
             _person(g, person)
@@ -344,7 +344,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.delete("/v1/galleries/{gallery}/photos/{photo_id}", response_model=schemas.Deleted, dependencies=write,
                 responses=ERRORS, tags=["galleries"])
     async def delete_photo(gallery: str, photo_id: str):
-        features.api("galleries")
+        capabilities.api("galleries")
         from ..gallery import photo_id_or_none
 
         key = photo_id_or_none(photo_id)
@@ -359,7 +359,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
              response_class=Response)
     async def photo_face(gallery: str, photo_id: int):
         """The face crop kept with a photo (added with `keep_face`), e.g. to show a look-alike's photo."""
-        features.api("galleries")
+        capabilities.api("galleries")
         jpeg = await galleries.run(gallery, lambda g: g.face_image(photo_id))
         if not jpeg:
             raise ApiError(404, "not_found", f"photo {photo_id}: no face image kept (no such photo, or it was added "

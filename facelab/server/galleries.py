@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import FacelabError
+from .capabilities import api
 from .errors import ApiError
-from .features import api
 from .settings import Settings
 
 DEFAULT = "default"

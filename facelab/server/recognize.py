@@ -12,7 +12,7 @@ import numpy as np
 import facelab
 
 from ..errors import FacelabError
-from . import features
+from . import capabilities
 from .galleries import Galleries
 
 
@@ -51,7 +51,7 @@ def find_faces(rgb: np.ndarray, with_attributes: bool):
     """Faces with attributes when asked and possible; if attribute models fail, what works and a note why."""
     if not with_attributes:
         return facelab.detect(rgb), None
-    analyze = features.api("analyze")
+    analyze = capabilities.api("analyze")
     if analyze not in _usable:
         try:
             return analyze(rgb), None
@@ -60,10 +60,10 @@ def find_faces(rgb: np.ndarray, with_attributes: bool):
                 return [], {"code": err.code, "message": str(err)}  # no face to learn which models work
             with _usable_lock:
                 if analyze not in _usable:
-                    works = [n for n in features.attribute_names() if _works(analyze, rgb, n)]
+                    works = [n for n in capabilities.attribute_names() if _works(analyze, rgb, n)]
                     _usable[analyze] = works, {"code": err.code, "message": str(err)}
     usable, first_error = _usable[analyze]
-    missing = [n for n in features.attribute_names() if n not in usable]
+    missing = [n for n in capabilities.attribute_names() if n not in usable]
     note = {"code": "model_unavailable", "message": f"not available: {', '.join(missing)}"} if missing else first_error
     if not usable:
         return facelab.detect(rgb), first_error
@@ -84,14 +84,14 @@ def _works(analyze, rgb: np.ndarray, name: str) -> bool:
 async def recognize(rgb: np.ndarray, *, infer, galleries: Galleries, gallery: str | None,
                     attributes: bool = True, identify: bool = True, top_k: int = 3) -> dict[str, Any]:
     started = time.perf_counter()
-    use_attributes = attributes and features.has("analyze")
-    use_identify = bool(identify and gallery and features.has("identify") and features.has("galleries")
+    use_attributes = attributes and capabilities.has("analyze")
+    use_identify = bool(identify and gallery and capabilities.has("identify") and capabilities.has("galleries")
                         and galleries.exists(gallery))
     errors: dict[str, Any] = {}
     identities: Any = []
     if use_identify:
-        identify_fn = features.api("identify")
-        id_job = galleries.run(gallery, lambda g: features.plain(identify_fn(rgb, gallery=g, top_k=top_k)))
+        identify_fn = capabilities.api("identify")
+        id_job = galleries.run(gallery, lambda g: capabilities.plain(identify_fn(rgb, gallery=g, top_k=top_k)))
     if use_identify and not use_attributes:
         # identify already found every face: use its boxes rather than detecting a second time (the webcam's
         # frame rate depends on it). Fall back to plain detection if the gallery search fails.
@@ -118,7 +118,7 @@ async def recognize(rgb: np.ndarray, *, infer, galleries: Galleries, gallery: st
         # A broken attribute model must not hide the faces or the other attributes: say which are missing.
         errors["attributes_error"] = attributes_error
         use_attributes = any(f.attributes for f in found)
-    faces = [features.plain(f.to_dict()) for f in found]
+    faces = [capabilities.plain(f.to_dict()) for f in found]
     if isinstance(identities, FacelabError):
         errors["identify_error"] = {"code": identities.code, "message": str(identities)}
         use_identify = False

@@ -21,7 +21,7 @@ from typing import Awaitable, Callable
 from fastapi import WebSocket, WebSocketDisconnect
 
 from ..errors import FacelabError
-from . import features
+from . import capabilities
 from .auth import KeyStore
 from .errors import ApiError
 from .galleries import NAME
@@ -163,7 +163,7 @@ async def stream_endpoint(ws: WebSocket):
 
     async def attributes_job(rgb):
         found, note = await infer(find_faces, rgb, True)
-        return [features.plain(f.to_dict()) for f in found], note
+        return [capabilities.plain(f.to_dict()) for f in found], note
 
     receiver = asyncio.create_task(receive())
     frame_no = 0
@@ -186,12 +186,12 @@ async def stream_endpoint(ws: WebSocket):
                 gallery = config.get("gallery") or None
                 if gallery is not None and not NAME.match(str(gallery)):
                     gallery = None
-                want_identity = bool(config.get("identify") and gallery and features.has("identify")
-                                     and features.has("galleries") and app.state.galleries.exists(gallery))
+                want_identity = bool(config.get("identify") and gallery and capabilities.has("identify")
+                                     and capabilities.has("galleries") and app.state.galleries.exists(gallery))
                 if gallery != searched_gallery:
                     identities.reset()
                     searched_gallery = gallery
-                want_attributes = bool(config.get("attributes")) and features.has("analyze")
+                want_attributes = bool(config.get("attributes")) and capabilities.has("analyze")
                 if want_identity:
                     await identities.update(identify_job, rgb)
                 if want_attributes:

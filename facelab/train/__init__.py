@@ -5,6 +5,7 @@
     nets.py        small CNN backbones (ResNet-ish, MobileFaceNet-like) and the heads trained on top
     augment.py     batch augmentations in torch (brightness, contrast, crop, flip, grayscale, rotate)
     loop.py        the shared epoch loop: devices, mixed precision, early stopping, checkpoints, resume
+    frozen_features.py  SFace / gender_v1 / age_v1 vectors of the aligned crops, cached, for heads
     classifier.py  a head on frozen facelab embeddings, or a CNN trained on the aligned crops
     embedder.py    metric learning with ArcFace / CosFace margins, DDP under torchrun
     export.py      ONNX export checked against PyTorch outputs

@@ -19,7 +19,7 @@ def check_dataset(path, far: float = 0.001, share: float = 0.5, exclude: bool = 
     and the dataset is rebuilt without them (manifest and split redone; later builds keep them out)."""
     from ..verification import operating_point
     from .data import open_dataset
-    from .features import dataset_features
+    from .frozen_features import dataset_features
 
     ds = open_dataset(path)
     rows = ds.split("all")

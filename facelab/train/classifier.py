@@ -1,7 +1,7 @@
 """`facelab train classifier`: two ways to learn classes of faces.
 
 - method "head": a linear (or one-hidden-layer) head on frozen features of a pretrained network (`features`:
-  SFace embeddings by default, or the penultimate layer of the gender_v1 / age_v1 networks, see features.py).
+  SFace embeddings by default, or the penultimate layer of the gender_v1 / age_v1 networks, see frozen_features.py).
   Features are computed once and cached in the dataset folder, so training takes seconds on a CPU. SFace suits
   identity classes (it was trained to separate people); a head on gender_v1 is transfer from a gender model.
 - method "cnn": a small CNN (ResNet-ish or MobileFaceNet-like) trained on the aligned crops with
@@ -22,7 +22,7 @@ import numpy as np
 
 from . import DatasetError, TrainingError
 from .data import check_trainable, labels_of, open_dataset
-from .features import dataset_features, feature_spec
+from .frozen_features import dataset_features, feature_spec
 from .runs import Run, default_run_dir
 
 METHODS = ("head", "cnn")

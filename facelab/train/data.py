@@ -107,10 +107,3 @@ def labels_of(rows: list[dict[str, Any]], classes: list[str]) -> np.ndarray:
         raise DatasetError(f"classes not known to the model: {', '.join(unknown[:5])}"
                            f"{' ...' if len(unknown) > 5 else ''} (model classes: {', '.join(classes[:8])}...)")
     return np.array([index[r["class"]] for r in rows], dtype=np.int64)
-
-
-def sface_embeddings(ds: FaceDataset, rows: list[dict[str, Any]], progress=None) -> np.ndarray:
-    """SFace vectors of the crops, cached in DATASET/embeddings/sface.npz (keyed by crop file)."""
-    from .features import dataset_features
-
-    return dataset_features(ds, rows, "sface", progress)

@@ -56,7 +56,7 @@ def evaluate_classifier(run_or_model: str | Path, dataset: str | Path, split: st
         raise DatasetError(f"dataset {ds.root} has no {split!r} photos")
     y = labels_of(rows, model.labels)
     if model.features:  # the same cached features the head was trained on
-        from .features import dataset_features
+        from .frozen_features import dataset_features
 
         probs = model.run(dataset_features(ds, rows, model.features, progress))
     else:

@@ -4,7 +4,7 @@ Input kinds (stored with the model):
 - "aligned_crop": the ONNX takes (N, 3, S, S) float RGB 0-255, the ArcFace-aligned crop facelab makes;
 - "sface_embedding": the ONNX takes (N, 128) SFace unit vectors, computed here from the aligned crop;
 - "features": the ONNX takes frozen features of a pretrained network (`features`: gender_v1, age_v1), computed
-  here from the aligned crop exactly as in training (features.py); the model stores which network and layer.
+  here from the aligned crop exactly as in training (frozen_features.py); the model stores which network and layer.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class OnnxClassifier:
                  features: dict[str, Any] | None = None):
         import onnxruntime as ort
 
-        from .features import check_spec
+        from .frozen_features import check_spec
 
         if input_kind not in ("aligned_crop", "sface_embedding", "features"):
             raise TrainingError(f"unknown classifier input kind {input_kind!r}")
@@ -79,7 +79,7 @@ class OnnxClassifier:
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
         """Probabilities for aligned crops, whatever the model's input kind."""
         if self.features:
-            from .features import FeatureExtractor
+            from .frozen_features import FeatureExtractor
 
             if crops.shape[1:3] != (112, 112):
                 raise DatasetError(f"the {self.features} head takes 112x112 crops, got {crops.shape[2]}x{crops.shape[1]}")

@@ -87,7 +87,7 @@ def _input_text(export: dict[str, Any]) -> str:
         return "128-d SFace unit vector of the 112x112 aligned crop"
     if export["input_kind"] == "features":
         return (f"{export['feature_dim']}-d {export['feature_layer']} of {export['feature_model']} (trained for "
-                f"{export['feature_pretrained_for']}), from the 112x112 aligned crop (facelab.train.features)")
+                f"{export['feature_pretrained_for']}), from the 112x112 aligned crop (facelab.train.frozen_features)")
     return f"{export['crop_size']}x{export['crop_size']} ArcFace-aligned crop, RGB 0-255 float32 NCHW"
 
 

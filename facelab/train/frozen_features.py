@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -97,9 +97,10 @@ class FeatureExtractor:
     def __init__(self, name: str):
         self.spec = feature_spec(name)
         if self.spec.name == "sface":
+            from ..embedders import SFaceEmbedder
             from ..pipeline import get_embedder
 
-            self._sface = get_embedder("sface")
+            self._sface = cast(SFaceEmbedder, get_embedder("sface"))  # embed_crops: SFace on the aligned crops
         else:
             self._session = _session_with_layer(self.spec.model, self.spec.layer)
 
@@ -128,15 +129,14 @@ def _session_with_layer(model: str, layer: str):
     import onnxruntime as ort
 
     from ..models.registry import verify_model
+    from ..settings import onnx_session_options
 
     proto = onnx.load(str(verify_model(model)))
     if layer not in {o for node in proto.graph.node for o in node.output}:
         raise TrainingError(f"{model}: no tensor {layer!r} in its ONNX graph")
     proto.graph.output.append(onnx.helper.make_empty_tensor_value_info(layer))
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2  # the machine is shared
-    opts.log_severity_level = 3
-    return ort.InferenceSession(proto.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(proto.SerializeToString(), sess_options=onnx_session_options(),
+                                providers=["CPUExecutionProvider"])
 
 
 def dataset_features(ds, rows: list[dict[str, Any]], name: str, progress=None) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Store an ONNX model's float32 weights as float16 (half the file size) with a Cast back to float32 in the graph,
 so inference still runs in float32 and onnxruntime folds the casts at load time.
 
-    python -m facelab.attributes.training.onnx_fp16 IN.onnx OUT.onnx
+    python -m training.attributes.onnx_fp16 IN.onnx OUT.onnx
 """
 import sys
 

@@ -1,12 +1,14 @@
 """Pack FER2013 image folders into one npz for training off-machine: the original JPEG bytes (smaller than the
 decoded pixels), their offsets and labels; `train_expression.py` decodes them with OpenCV.
 
-    python -m facelab.attributes.training.pack_fer --data ../shared/data/expressions --out .devdata/fer.npz
+    python -m training.attributes.pack_fer --data ../shared/data/expressions --out .devdata/fer.npz
 """
 import argparse
 from pathlib import Path
 
 import numpy as np
+
+from ..paths import DEVDATA, SHARED_DATA
 
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]  # FER2013 label ids 0..6
 
@@ -23,8 +25,8 @@ def load_split(folder: Path):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default="../shared/data/expressions")
-    parser.add_argument("--out", default=".devdata/fer.npz")
+    parser.add_argument("--data", default=str(SHARED_DATA / "expressions"), help="default: %(default)s")
+    parser.add_argument("--out", default=str(DEVDATA / "fer.npz"), help="default: %(default)s")
     parser.add_argument("--splits", default="train,publictest")
     args = parser.parse_args()
     arrays = {}

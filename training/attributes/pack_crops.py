@@ -1,22 +1,23 @@
-"""Pack the aligned 64x64 face crops of the eyewear and mask data (from `features.py`) with labels and
+"""Pack the aligned 64x64 face crops of the eyewear and mask data (from `extract_faces.py`) with labels and
 group-disjoint folds into one npz (JPEG bytes, quality 95) for `train_crops.py`.
 
-    python -m facelab.attributes.training.pack_crops --cache out/attributes-cache --out .devdata/crops.npz
+    python -m training.attributes.pack_crops --cache out/attributes-cache --out .devdata/crops.npz
 """
 import argparse
 from pathlib import Path
 
 import numpy as np
 
-from .train_heads import SPECS, folds_for
+from ..paths import ATTRIBUTE_CACHE, DEVDATA
+from .folds import SPECS, folds_for
 
 
 def main(argv=None):
     import cv2
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cache", default="out/attributes-cache")
-    ap.add_argument("--out", default=".devdata/crops.npz")
+    ap.add_argument("--cache", default=str(ATTRIBUTE_CACHE), help="extract_faces.py's output (default: %(default)s)")
+    ap.add_argument("--out", default=str(DEVDATA / "crops.npz"), help="default: %(default)s")
     ap.add_argument("--tasks", default="eyewear,mask")
     args = ap.parse_args(argv)
     arrays = {}

@@ -1,8 +1,11 @@
-"""Which parts of facelab this build has. Other areas' functions are looked up by their agreed names at call
-time, so the server gains analyze / identify / galleries as soon as that code is installed, with no edit here."""
+"""Which parts of facelab this build has (the "features" of /v1/health), and records made JSON-ready.
+
+Other areas' functions are looked up by their agreed names at call time, so the server gains analyze / identify /
+galleries as soon as that code is installed, with no edit here."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

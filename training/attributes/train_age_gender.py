@@ -1,13 +1,13 @@
 """Calibrate the age output of age_v1 and measure gender_v1, out-of-fold (never on the images fitted on).
 
-    python -m facelab.attributes.training.train_age_gender [--cache out/attributes-cache] [--out facelab/models/weights]
+    python -m training.attributes.train_age_gender [--cache out/attributes-cache] [--out facelab/models/weights]
 
-Needs `features.py utkface --age-gender` (and `features.py lfw_gender --age-gender` for the LFW gender figure).
-Age: ridge regression on age_gender.age_features of the face's probabilities (raw expected age, spread, 5-year
-pooled probabilities; the face+mirror average is scored too), 5 image-disjoint folds on the UTKFace subset (UTKFace has no person ids;
-each image is its own group); MAE reported out-of-fold, overall and per age band; then refitted on all of it and
-saved as age_calibration.npz. Gender: gender_v1 accuracy, plain, image+mirror averaged, and as shipped (3 framings +
-mirrors; no fitting).
+Needs `extract_faces.py utkface --age-gender` (and `extract_faces.py lfw_gender --age-gender` for the LFW gender
+figure). Age: ridge regression on age_gender.age_features of the face's probabilities (raw expected age, spread,
+5-year pooled probabilities; the face+mirror average is scored too), 5 image-disjoint folds on the UTKFace subset
+(UTKFace has no person ids; each image is its own group); MAE reported out-of-fold, overall and per age band; then
+refitted on all of it and saved as age_calibration.npz. Gender: gender_v1 accuracy, plain, image+mirror averaged,
+and as shipped (3 framings + mirrors; no fitting).
 """
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..age_gender import age_features, raw_age
+from facelab.attributes.age_gender import age_features, raw_age
+
+from ..paths import ATTRIBUTE_CACHE, WEIGHTS
 
 BANDS = ((0, 12), (13, 19), (20, 39), (40, 59), (60, 120))
 
@@ -63,8 +65,8 @@ def gender_accuracy(d, age=None):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cache", default="out/attributes-cache")
-    ap.add_argument("--out", default="facelab/models/weights")
+    ap.add_argument("--cache", default=str(ATTRIBUTE_CACHE), help="extract_faces.py's output (default: %(default)s)")
+    ap.add_argument("--out", default=str(WEIGHTS), help="default: %(default)s")
     ap.add_argument("--alpha", type=float, default=10.0)
     args = ap.parse_args(argv)
     cache, out = Path(args.cache), Path(args.out)

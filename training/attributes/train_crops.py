@@ -1,6 +1,6 @@
 """Train the small eyewear and mask CNNs on facelab's aligned face crops. Standalone: torch + numpy + OpenCV.
 
-    python facelab/attributes/training/train_crops.py --data crops.npz --out OUT [--epochs 40]
+    python training/attributes/train_crops.py --data crops.npz --out OUT [--epochs 40]
 
 `crops.npz` comes from `pack_crops.py` (64x64 ArcFace-aligned RGB crops, labels, group-disjoint folds 0-4).
 For each task: 5 trainings leaving one fold out give out-of-fold predictions (the reported accuracy, never
@@ -147,7 +147,8 @@ def main():
                 continue
             model = train(x[tr], y[tr], len(classes), args.epochs, dev, seed=k)
             pred[te] = predict(model, x[torch.from_numpy(te).to(dev)]).argmax(1).cpu().numpy()
-            print(task, "fold", k, round(float((pred[te] == y_np[te]).mean()), 4), f"{time.time() - t0:.0f}s", flush=True)
+            print(task, "fold", k, round(float((pred[te] == y_np[te]).mean()), 4), f"{time.time() - t0:.0f}s",
+                  flush=True)
         res = {"classes": classes, "held_out_fold0": report(y_np, pred, classes, folds == 0),
                "cv5_out_of_fold": report(y_np, pred, classes)}
         if task == "eyewear" and "eyewear_source" in npz:

@@ -1,7 +1,7 @@
 """Extract, once, what the attribute heads are trained and measured on: for every labelled image of a data set,
 facelab's main face (YuNet), its SFace embedding, a 64x64 aligned crop, and the age/gender network outputs.
 
-    python -m facelab.attributes.training.features DATASET [--data ../shared/data] [--out .cache/attributes]
+    python -m training.attributes.extract_faces DATASET [--data ../shared/data] [--out out/attributes-cache]
 
 DATASET: utkface | lfw_gender | eyewear | masks. Writes OUT/DATASET.npz (plus the labels and group ids that the
 person/image-disjoint splits need). Images where no face is found are kept with `detected=False` when the data
@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ...align import ARCFACE_TEMPLATE, align_face
-from ...errors import FacelabError
-from ...faces import Face
-from ...images import load_image
-from ...pipeline import pick_main_face, shared_analysis
-from ...pose import estimate_pose, estimate_quality
+from facelab.align import align_face
+from facelab.errors import FacelabError
+from facelab.faces import Face
+from facelab.images import load_image
+from facelab.pipeline import pick_main_face, shared_analysis
+from facelab.pose import estimate_pose, estimate_quality
+
+from ..paths import ATTRIBUTE_CACHE, SHARED_DATA
 
 # Where YuNet's landmarks sit relative to its box (mean over detected faces), for faces it misses but whose box
 # the data set gives: x, y as fractions of box width/height.
@@ -98,8 +100,8 @@ def iou(a, b) -> float:
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("dataset", choices=sorted(DATASETS))
-    ap.add_argument("--data", default="../shared/data")
-    ap.add_argument("--out", default=".cache/attributes")
+    ap.add_argument("--data", default=str(SHARED_DATA), help="the labelled data sets (default: %(default)s)")
+    ap.add_argument("--out", default=str(ATTRIBUTE_CACHE), help="where DATASET.npz goes (default: %(default)s)")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--every", type=int, default=1, help="keep every k-th image (a deterministic subset)")
     ap.add_argument("--age-gender", action="store_true", help="also run the age/gender networks")
@@ -110,7 +112,7 @@ def main(argv=None):
     fa = shared_analysis()
     models = None
     if args.age_gender:
-        from ..age_gender import AgeGenderModels
+        from facelab.attributes.age_gender import AgeGenderModels
 
         models = AgeGenderModels()
     rows, skipped, t0 = [], 0, time.time()

@@ -1,13 +1,13 @@
 """Pack the mask CNN's training inputs: 64x64 crops of the face box widened by 20 % (heads.box_crop), cut the
 way the Kaggle crops were made, with labels and folds by source image; plus unmasked LFW/web faces as "none".
 
-    python -m facelab.attributes.training.pack_mask [--data ../shared/data] [--cache out/attributes-cache] \
+    python -m training.attributes.pack_mask [--data ../shared/data] [--cache out/attributes-cache] \
         [--out out/mask_crops.npz]
 
 Mask crops: the annotated box (crops.csv), and, for evaluation as the pipeline sees it, the YuNet box mapped by
-heads.annotation_box where features.py found the face (`--cache`/masks.npz; the annotated box otherwise).
+heads.annotation_box where extract_faces.py found the face (`--cache`/masks.npz; the annotated box otherwise).
 Unmasked faces: every face of `--cache`/eyewear.npz (LFW + web photos, YuNet boxes) as "none", with its
-person-disjoint fold. Folds: train_heads.folds_for (sha256 of the source image / the LFW fold, mod 5).
+person-disjoint fold. Folds: folds.folds_for (sha256 of the source image / the LFW fold, mod 5).
 """
 from __future__ import annotations
 
@@ -17,17 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ...images import load_image
-from ..heads import annotation_box, box_crop
-from .features import MASK
-from .train_heads import folds_for
+from facelab.attributes.heads import annotation_box, box_crop
+from facelab.images import load_image
+
+from ..paths import ATTRIBUTE_CACHE, REPO, SHARED_DATA
+from .extract_faces import MASK
+from .folds import folds_for
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="../shared/data")
-    ap.add_argument("--cache", default="out/attributes-cache")
-    ap.add_argument("--out", default="out/mask_crops.npz")
+    ap.add_argument("--data", default=str(SHARED_DATA), help="the labelled data sets (default: %(default)s)")
+    ap.add_argument("--cache", default=str(ATTRIBUTE_CACHE), help="extract_faces.py's output (default: %(default)s)")
+    ap.add_argument("--out", default=str(REPO / "out" / "mask_crops.npz"), help="default: %(default)s")
     args = ap.parse_args(argv)
     root, cache = Path(args.data), Path(args.cache)
     rows = list(csv.DictReader(open(root / "masks/crops.csv")))

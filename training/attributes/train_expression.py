@@ -1,6 +1,6 @@
 """Train facelab's expression CNN on FER2013 (48x48 grey faces, 7 classes). Standalone: torch + numpy + OpenCV.
 
-    python facelab/attributes/training/train_expression.py --data fer.npz --out OUT --budget 280
+    python training/attributes/train_expression.py --data fer.npz --out OUT --budget 280
 
 `fer.npz` comes from `pack_fer.py`. Trains on FER2013 Training only, reports PublicTest (validation) accuracy; the
 learning rate follows a warm-up + cosine curve over a wall-clock budget (so a run fits a fixed device slot), then
@@ -33,7 +33,7 @@ class ExpressionNet(nn.Module):
     Each image is standardised (mean 0, std 1) inside the network, so lighting/contrast of real photos matters less.
     """
 
-    def __init__(self, widths=WIDTHS, classes=len(CLASSES), dropout=0.4):
+    def __init__(self, widths=WIDTHS, classes=7, dropout=0.4):  # 7 = len(CLASSES)
         super().__init__()
         layers, cin = [], 1
         for i, w in enumerate(widths):

@@ -1,11 +1,12 @@
 """Train the mask CNN on the widened face box (pack_mask.py output). Standalone: torch + numpy + OpenCV.
 
-    python facelab/attributes/training/train_mask.py --data out/mask_crops.npz --out OUT [--epochs 60] [--with-none]
+    python training/attributes/train_mask.py --data out/mask_crops.npz --out OUT [--epochs 60] [--with-none]
 
 Same network and augmentation as the eyewear CNN (train_crops.py: CropNet, flips, rotation, scale, low
-resolution, colour). Trainings each leaving one source-image-disjoint fold out (--folds; fold 0 alone on a CPU) give the held-out figures
-(3-class, per-class recall, mask-vs-none; on the annotated box and on the YuNet box where YuNet found the face),
-averaging each crop with its mirror image; then one training on all data is exported to ONNX (mask_cnn.onnx).
+resolution, colour). Trainings each leaving one source-image-disjoint fold out (--folds; fold 0 alone on a CPU)
+give the held-out figures (3-class, per-class recall, mask-vs-none; on the annotated box and on the YuNet box where
+YuNet found the face), averaging each crop with its mirror image; then one training on all data is exported to
+ONNX (mask_cnn.onnx).
 --with-none adds the unmasked LFW/web faces as "none" to every training (their own held-out fold is scored too).
 `train_mask.py --combine DATA OUT0 OUT1 ...` pools one-fold runs into out-of-fold figures.
 """
@@ -145,10 +146,11 @@ def main():
                                                 "share_no_prior": round(float((prob_n[sel].argmax(1) == 0).mean()), 4)}
     np.save(out / f"{args.tag}_oof_prob.npy", prob)
     np.save(out / f"{args.tag}_oof_prob_yunet_box.npy", prob_y)
-    res["command"] = "python facelab/attributes/training/train_mask.py " + " ".join(sys.argv[1:])
+    res["command"] = "python training/attributes/train_mask.py " + " ".join(sys.argv[1:])
     if held:
         (out / f"{args.tag}_log.json").write_text(json.dumps(res, indent=1))
-        print(args.tag, json.dumps({k: v["accuracy"] for k, v in res.items() if isinstance(v, dict) and "accuracy" in v}))
+        print(args.tag, json.dumps({k: v["accuracy"] for k, v in res.items()
+                                    if isinstance(v, dict) and "accuracy" in v}))
     if args.no_final:
         return
     if args.with_none:

@@ -7,6 +7,7 @@ makes a re-run quick. The core install must detect, verify and identify with the
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import socket
@@ -181,7 +182,7 @@ def test_serve_answers_health_with_the_server_extra(venv):
 def test_a_lost_open_set_file_is_an_error_not_the_1to1_threshold(monkeypatch, tmp_path):
     """What a wheel without package data did: identify silently fell back to the lax 1:1 threshold."""
     from facelab.errors import ModelError
-    import facelab.gallery.identify as identify
+    identify = importlib.import_module("facelab.gallery.identify")  # the package shadows it with a function
 
     monkeypatch.setattr(identify, "OPEN_SET_FILE", tmp_path / "open_set.json")
     with pytest.raises(ModelError, match="open_set.json is missing"):

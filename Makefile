@@ -50,7 +50,7 @@ wheel: install
 
 # The documentation site (MkDocs Material, offline): out/site/index.html. --strict: a broken link fails the build.
 docs: install
-	$(BIN)/mkdocs build --strict --site-dir out/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir out/site
 
 docs-serve: install
 	$(BIN)/mkdocs serve -a 127.0.0.1:8001

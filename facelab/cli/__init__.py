@@ -35,7 +35,8 @@ def main() -> None:
 
     \b
     Exit codes: 0 ok, 1 negative answer (different person / nobody known), 2 usage error,
-    3 unreadable image, 4 no face, 5 model missing or corrupt, 6 gallery error, 7 some inputs of a batch failed.
+    3 unreadable image, 4 no face, 5 model missing or corrupt, 6 gallery error, 7 some inputs of a batch failed,
+    10 an optional part not installed (the message names the pip extra).
     """
 
 

@@ -47,6 +47,19 @@ def limits_of(schema: dict) -> str:
     return ", ".join(parts)
 
 
+def body_of(schema: dict) -> str:
+    """An inline object as its fields (`image` file, required), a named schema as a link."""
+    props = schema.get("properties")
+    if not props:
+        return type_of(schema)
+    required = set(schema.get("required", []))
+    fields = []
+    for name, s in props.items():
+        kind = "file" if s.get("format") == "binary" else s.get("description") or type_of(s)
+        fields.append(f"`{name}` ({kind}{', required' if name in required else ''})")
+    return ", ".join(fields)
+
+
 def cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
@@ -65,7 +78,7 @@ def operation_md(path: str, method: str, op: dict) -> list[str]:
         lines.append("")
     body = op.get("requestBody", {}).get("content", {})
     for ctype, media in body.items():
-        lines += [f"Request body (`{ctype}`): {type_of(media.get('schema', {}))}", ""]
+        lines += [f"Request body (`{ctype}`): {body_of(media.get('schema', {}))}", ""]
     responses = op.get("responses", {})
     if responses:
         shown = []

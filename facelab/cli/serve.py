@@ -38,6 +38,9 @@ def serve(host, port, gallery, data_dir, require_key, max_upload_mb, max_megapix
     """
     from pathlib import Path
 
+    from ..extras import require
+
+    require("server", "facelab serve")
     from ..server.auth import create_key as make_key
     from ..server.settings import Settings
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from .common import echo_json, finish_batch, handle_errors, record_failure
+from ..extras import MissingExtra, require
+from .common import echo_json, fail, finish_batch, handle_errors, record_failure
 from .core import models
 from .eval import eval_group
 
@@ -16,6 +17,10 @@ AUGMENT_HELP = "Comma list of brightness,contrast,crop,flip,grayscale,rotate (or
 def _check_augment(ctx, param, value):
     if value is None:
         return value
+    try:
+        require("train", ctx.command_path)
+    except MissingExtra as err:  # options are parsed before the command's own error handling starts
+        fail(err)
     from ..train.augment import AUGMENTATIONS
 
     bad = [n for n in value.split(",") if n.strip() and n.strip() not in (*AUGMENTATIONS, "none")]
@@ -192,6 +197,7 @@ def _config(epochs, batch_size, optimizer, lr, weight_decay, patience, augment, 
 def classifier(dataset_dir, method, features, backbone, input_size, width, hidden, init, out, epochs, batch_size,
                optimizer, lr, weight_decay, patience, augment, device, no_amp, threads, seed, resume, as_json):
     """Train a classifier of the dataset's classes; writes a run folder with metrics, plots, checkpoint, ONNX."""
+    require("train", "facelab train classifier")
     from ..train.classifier import train_classifier
 
     cfg = _config(epochs, batch_size, optimizer, lr, weight_decay, patience, augment, device, no_amp, threads, seed,
@@ -237,6 +243,7 @@ def embedder(dataset_dir, loss, margin, scale, backbone, input_size, width, dim,
 
     With more than one CUDA GPU it relaunches itself under torchrun (DistributedDataParallel, one process per GPU).
     """
+    require("train", "facelab train embedder")
     from ..train.embedder import maybe_relaunch_distributed, train_embedder
 
     maybe_relaunch_distributed(device)

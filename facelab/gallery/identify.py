@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import ModelError
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..faces import Face
     from . import Gallery
@@ -38,9 +40,13 @@ OPEN_SET_FILE = Path(__file__).with_name("open_set.json")
 def default_threshold(model: str, scoring: str) -> tuple[float, float | None, str] | None:
     """(threshold, FPIR, source) calibrated for this model and scoring, or None."""
     try:
+        text = OPEN_SET_FILE.read_text()
+    except OSError as exc:  # a broken install: falling back to the 1:1 threshold would name strangers
+        raise ModelError(f"{OPEN_SET_FILE} is missing or unreadable ({exc.strerror}): reinstall facelab") from None
+    try:
         from .store import model_info
 
-        table = json.loads(OPEN_SET_FILE.read_text())
+        table = json.loads(text)
         entry = table[model]
         if entry.get("fingerprint") != model_info(model).fingerprint:
             return None  # calibrated for other weights or fusion parameters

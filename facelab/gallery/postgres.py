@@ -20,6 +20,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from ..errors import StoreError
+from ..extras import MissingExtra
+from ..extras import message as extras_message
 from .store import (DEFAULT_MODEL, SCHEMA_VERSION, FileEntry, ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store,
                     model_info, person_folders, unique_merge_target)
 from .vectors import checked_person_name, checked_vector
@@ -56,7 +58,7 @@ class PostgresStore(Store):
         try:
             import psycopg
         except ImportError:
-            raise StoreError("PostgreSQL galleries need psycopg: pip install 'psycopg[binary]'") from None
+            raise MissingExtra(extras_message("a PostgreSQL gallery", "postgres")) from None
         self.psycopg = psycopg
         uri, _, schema = uri.partition("#")
         schema = schema or "facelab"

@@ -25,6 +25,7 @@ FACELAB_STATUS = {
     "store_error": 409,
     "not_found": 404,
     "conflict": 409,
+    "missing_extra": 501,  # e.g. a postgresql:// gallery without facelab[postgres]
     "error": 400,
 }
 

@@ -20,7 +20,7 @@ from .errors import ModelError, NoFaceError
 from .faces import Face
 from .images import ImageInput, load_image
 from .pose import estimate_pose, estimate_quality
-from .verification import Verification, cosine, operating_point
+from .verification import Verification, cosine, operating_point, quality_concerns
 
 DEFAULT_DETECTOR = "yunet"
 DEFAULT_EMBEDDER = "sface"
@@ -169,7 +169,7 @@ class FaceAnalysis:
         chosen = [{"photo": nm, "face": f.index, "of": n, "box": f.to_dict()["box"]}
                   for nm, f, n in ((names[0], fa, na), (names[1], fb, nb))]
         return Verification(same=sim >= point.threshold, similarity=sim, model=self.embedder.name, point=point,
-                            faces=chosen)
+                            faces=chosen, uncertain=quality_concerns(fa, names[0]) + quality_concerns(fb, names[1]))
 
 
 @lru_cache(maxsize=None)

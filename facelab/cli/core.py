@@ -116,9 +116,11 @@ def verify(photo_a, photo_b, model, flip, threshold, far, face_a, face_b, as_jso
     if as_json:
         echo_json(result.to_dict())
     else:
-        far_txt = f", chosen for FAR {result.point.far:g} on {result.point.source}" if result.point.far is not None else ""
+        # the threshold and the false-accept rate it stands for, always: "same" is only as good as that rate
         click.echo(f"{'SAME' if result.same else 'DIFFERENT'} person: similarity {result.similarity:.3f}, "
-                   f"threshold {result.point.threshold:.3f} ({result.model}{far_txt})")
+                   f"threshold {result.point.threshold:.4g} ({result.model}, {result.point.label})")
+        for reason in result.uncertain:
+            click.echo(f"  uncertain: {reason}")
         for f in result.faces:
             if f["of"] > 1:
                 click.echo(f"  {f['photo']}: used face #{f['face']} of {f['of']} (largest near the centre; "

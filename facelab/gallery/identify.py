@@ -69,6 +69,7 @@ class Identification:
     scoring: str = DEFAULT_SCORING
     model: str = ""
     threshold_source: str = ""
+    uncertain: list[str] = field(default_factory=list)  # quality reasons the answer may be wrong
 
     @property
     def best(self) -> Match | None:
@@ -82,7 +83,7 @@ class Identification:
                 "best": best.to_dict() if best else None,
                 "matches": [m.to_dict() for m in self.matches],
                 "threshold": round(self.threshold, 4), "far": self.far, "scoring": self.scoring,
-                "model": self.model, "threshold_source": self.threshold_source}
+                "model": self.model, "threshold_source": self.threshold_source, "uncertain": self.uncertain}
 
 
 @dataclass

@@ -270,7 +270,9 @@ async function verify(e) {
   out.className = "verdict";
   try {
     const r = await api("/v1/verify", { method: "POST", body: imageForm({ image_a: a, image_b: b }) });
-    out.textContent = `${r.same ? "Same person" : "Different people"}: similarity ${r.similarity.toFixed(3)}, threshold ${r.threshold.toFixed(3)} (${r.model})`;
+    // the threshold and the false-accept rate it stands for: "same" is only as reliable as that rate
+    out.textContent = `${r.same ? "Same person" : "Different people"}: similarity ${r.similarity.toFixed(3)}, threshold ${r.threshold.toFixed(3)} (${r.model}, ${r.operating_point || "FAR not stated"})`
+      + ((r.uncertain || []).length ? ` — uncertain: ${r.uncertain.join("; ")}` : "");
     out.classList.add(r.same ? "same" : "different");
   } catch (err) {
     out.textContent = err.message;

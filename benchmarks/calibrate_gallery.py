@@ -3,15 +3,15 @@
     .venv/bin/python benchmarks/calibrate_gallery.py [--models sface,...] [--repeats 5] [--no-write]
 
 LFW galleries (vectors from out/lfw_cache/all_images.npz, facelab's pipeline; no re-detection) of 100, 1,000 and
-all 1,680 people with >= 2 photos (each enrolled with up to 10 photos). Each gallery is calibrated exactly as
+all 1,560 people with >= 2 photos (each enrolled with up to 10 photos). Each gallery is calibrated exactly as
 `Gallery.calibrate` does (facelab.gallery.calibrate: every person left out in turn plays a stranger, up to 5 of
 their photos searched, each person weighing 1) for FPIR 1 %. The threshold is then tried on people the gallery
 never saw: every other LFW person (up to 5 photos each, each person weighing 1). Target: measured FPIR within a
 factor 1.5 of the requested 1 %. Galleries of 100 and 1,000 are drawn `--repeats` times (different people).
 
 It also re-derives identify's default "unknown" threshold (facelab/gallery/open_set.json) the same way the 1:1
-default is derived, from many strangers: the gallery of all 1,680 people with >= 2 photos (up to 5 photos each),
-the threshold that names 1 % of the 4,069 never-enrolled people (one photo each), per model and scoring.
+default is derived, from many strangers: the gallery of all 1,560 people with >= 2 photos (up to 5 photos each),
+the threshold that names 1 % of the 2,721 never-enrolled people (one photo each), per model and scoring.
 Writes benchmarks/results/calibrate_gallery.json.
 """
 from __future__ import annotations

@@ -79,7 +79,42 @@ def embedder_vectors(data: dict, name: str) -> np.ndarray:
         flip = name == "fused+flip"
         s = flip_average(data["sface"], data["sface_mirror"]) if flip else data["sface"]
         return FusedEmbedder(flip=flip, load_models=False).combine(s, data["dlib"])  # flips the SFace half only
-    raise ValueError(name)
+    return registered_vectors(data, name)
+
+
+def registered_vectors(data: dict, name: str) -> np.ndarray:
+    """A user-trained embedder (`facelab models add`): every image embedded on the pipeline's landmarks (the
+    cached detections), cached in out/far_table/<name>.npz."""
+    from facelab.embedders import OnnxEmbedder, registered_embedder_names
+
+    base, flip = (name[:-5], True) if name.endswith("+flip") else (name, False)
+    if base not in registered_embedder_names():
+        raise SystemExit(f"{name!r} is neither a shipped embedder ({', '.join(EMBEDDERS)}) nor a registered one")
+    cache = ROOT / "out" / "far_table" / f"{name.replace('+', '_')}.npz"
+    names = [str(n) for n in data["names"]]
+    if cache.exists() and list(np.load(cache)["names"]) == names:
+        return np.load(cache)["vectors"]
+    from lfw_cache import CACHE
+    from lfw_verify import pipeline_landmarks
+
+    from facelab.align import align_face
+    from facelab.images import load_image
+    from facelab.pipeline import get_detector
+
+    det = np.load(CACHE / "det.npz")
+    det = {k: det[k] for k in det.files}
+    index = {n: i for i, n in enumerate(det["names"])}
+    landmarks = pipeline_landmarks(det, get_detector())[0]
+    emb = OnnxEmbedder(base, flip=flip)
+    root = lfw_root()
+    out = np.zeros((len(names), emb.dim), np.float32)
+    for i0 in range(0, len(names), 64):
+        batch = names[i0:i0 + 64]
+        crops = np.stack([align_face(load_image(root / "images" / n), landmarks[index[n]], emb.size) for n in batch])
+        out[i0:i0 + len(batch)] = emb.embed_crops(crops)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, names=np.array(names), vectors=out)
+    return out
 
 
 def genders(images: np.ndarray, root: Path) -> dict[str, int]:
@@ -306,6 +341,8 @@ def write_thresholds(results: dict, how: dict, path: Path | None = None) -> None
     path = path or THRESHOLDS_FILE
     table = json.loads(path.read_text()) if path.exists() else {}
     for name, r in results.items():
+        if name not in EMBEDDERS:
+            continue  # a user's model: its figures stay in the results JSON, not in the shipped table
         entry = table.get(name, {})
         view2 = entry.get("view2") or {k: entry[k] for k in ("source", "default", "far_table") if k in entry}
         if view2.get("default", {}).get("note", "").startswith("threshold of best accuracy"):
@@ -333,7 +370,8 @@ def write_thresholds(results: dict, how: dict, path: Path | None = None) -> None
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--boot", type=int, default=200, help="bootstrap samples over people")
-    ap.add_argument("--models", default=",".join(EMBEDDERS))
+    ap.add_argument("--models", default=",".join(EMBEDDERS),
+                    help="comma-separated; a registered embedder (`facelab models add`) is embedded on every image first")
     ap.add_argument("--no-write", action="store_true", help="do not update facelab/models/thresholds.json")
     args = ap.parse_args()
 

@@ -288,7 +288,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--write-open-set", action="store_true",
                     help="write this run's FPIR 1 %% thresholds into facelab/gallery/open_set.json (the shipped "
-                         "defaults come from benchmarks/calibrate_gallery.py: 1,680 people, 4,069 strangers)")
+                         "defaults come from benchmarks/calibrate_gallery.py: 1,560 people, 2,721 strangers)")
     ap.add_argument("--models", default=None,
                     help="default: sface,dlib_resnet,fused, + sface+flip,fused+flip when the caches have them "
                          "(benchmarks/lfw_embeddings.py --add-flip)")

@@ -374,6 +374,8 @@ def calibrate(location, timeout, fpir, scoring, as_json):
     click.echo(f"{location}: unknown below {result.threshold:.4f} ({scoring} scoring): {result.people} people "
                f"each left out in turn ({result.probes} photos searched), {result.fpir_measured:.2%} of them named "
                f"at this threshold (asked: {result.fpir:.2%}). `identify` now uses it.")
+    if result.warning:
+        click.echo(f"warning: {result.warning}", err=True)
 
 
 def _threshold_options(fn):

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 META_KEY = "open_set_calibration"
 MIN_PEOPLE = 10            # never calibrate on fewer people, whatever the FPIR
 MAX_PROBES_PER_PERSON = 5  # photos of one person searched as a stranger (more add little: they are alike)
+RELIABLE_STRANGERS = 10    # people expected above the threshold for a steady estimate (fewer: a warning)
 MAX_STRANGERS = 2000       # people searched as strangers in a big gallery (a random sample; the search is exact)
 
 
@@ -48,6 +49,7 @@ class Calibration:
     probes: int             # photos searched as strangers
     model: str
     calibrated: str         # UTC time
+    warning: str = ""       # set when the estimate rests on few people
 
     @property
     def source(self) -> str:
@@ -163,9 +165,17 @@ def calibrate(gallery: "Gallery", fpir: float = 0.01, scoring: str = "mean", dry
                                f"(each plays a stranger in turn; a higher --fpir needs fewer)")
     scores, weights = stranger_scores(vectors, person, scoring)
     threshold, share = threshold_for_fpir(scores, weights, fpir)
+    warning = ""
+    if people * fpir < RELIABLE_STRANGERS:
+        # the threshold sits among the top people*fpir strangers: with one or two of them it moves a lot from one
+        # gallery to the next (benchmarks/calibrate_gallery.py: with 100 people, the FPIR on never-enrolled people
+        # ranged from 0.3x to 2x the requested 1 %)
+        warning = (f"only {people * fpir:.3g} of {people} people are expected above an FPIR {fpir:g} threshold: "
+                   f"the rate actually reached may be 2x off either way; {math.ceil(RELIABLE_STRANGERS / fpir)} "
+                   f"people (or a higher --fpir) give a steadier one")
     result = Calibration(threshold=threshold, fpir=fpir, fpir_measured=round(share, 5), scoring=scoring,
                          people=people, probes=len(scores), model=gallery.model.name,
-                         calibrated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                         calibrated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), warning=warning)
     if not dry_run:
         stored = load(gallery) or {}
         stored = stored if isinstance(stored, dict) else {}
@@ -192,6 +202,6 @@ def stored_calibration(gallery: "Gallery", scoring: str) -> Calibration | None:
     if not isinstance(entry, dict) or entry.get("model") != gallery.model.name:
         return None
     try:
-        return Calibration(**{k: entry[k] for k in Calibration.__dataclass_fields__})
+        return Calibration(**{k: entry[k] for k in Calibration.__dataclass_fields__ if k in entry})
     except (KeyError, TypeError):
         return None

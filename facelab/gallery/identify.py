@@ -10,11 +10,11 @@ to. "max" is exact for every person found this way (their best photo is at least
 
 The "unknown" threshold, by default, is the one `gallery calibrate` measured on this very gallery
 (facelab/gallery/calibrate.py, stored in the gallery), else an open-set calibration measured on LFW
-(`open_set.json`, written by benchmarks/calibrate_gallery.py): the score that names 1 % of 4,069 never-enrolled
-people as someone (FPIR 1 %) in a gallery of 1,680 people with up to 5 photos each, per model and scoring. The
+(`open_set.json`, written by benchmarks/calibrate_gallery.py): the score that names 1 % of 2,721 never-enrolled
+people as someone (FPIR 1 %) in a gallery of 1,560 people with up to 5 photos each, per model and scoring. The
 1:1 verification threshold is far too low for 1:N: the best of many impostor scores passes it far more often
 than one does. `far=` still picks a 1:1 point (operating_point(model, far=...)), and `threshold=` any value.
-The share of strangers named grows with the gallery's size: a gallery much larger than 1,680 people should be
+The share of strangers named grows with the gallery's size: a gallery much larger than 1,560 people should be
 calibrated (`facelab gallery calibrate`); a smaller one names fewer strangers than 1 % at the default.
 """
 

@@ -119,16 +119,19 @@ def main() -> None:
     ap.add_argument("--calibrate-models", default="sface,fused", help="models for the calibrate check")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-write", action="store_true", help="do not update facelab/gallery/open_set.json")
+    ap.add_argument("--vectors", type=Path, help="another file of the same layout (default out/lfw_cache/all_images.npz)")
     args = ap.parse_args()
 
     from facelab.gallery.identify import SCORINGS
 
-    data = load_vectors()
+    data = load_vectors(args.vectors)
     person = data["person"]
     by_person = photos_of(person)
     multi = sorted(p for p, rows in by_person.items() if len(rows) >= 2)
     print(f"LFW: {len(person)} images, {len(by_person)} people, {len(multi)} with >= 2 photos", flush=True)
-    doc = {"command": "benchmarks/calibrate_gallery.py", "fpir_requested": FPIR, "enrol_photos_max": ENROL_PHOTOS,
+    doc = {"command": "benchmarks/calibrate_gallery.py",
+           "vectors": str(args.vectors or "out/lfw_cache/all_images.npz"),
+           "fpir_requested": FPIR, "enrol_photos_max": ENROL_PHOTOS,
            "target": "FPIR measured on never-enrolled people within a factor 1.5 of the requested",
            "calibrate": {}, "open_set_default": {}}
     for model in args.calibrate_models.split(","):

@@ -10,7 +10,7 @@ default threshold (facelab/models/thresholds.json, FAR 1e-4 over all impostor pa
 - by skin-tone band: facelab's own ITA measurement (facelab/attributes/skin_tone.py) on every image, a person's
   band from the median ITA of their photos; the six ITA categories (very light .. dark);
 - by age band (UTKFace, the only source here with ages; it has no identities, so only FAR, among faces of one
-  age band, and only for sface: dlib's ResNet costs ~10x per face on this 2-core machine);
+  age band, and only for sface, the default embedder: embedding 3,000 more faces with dlib's ResNet costs ~10x);
 - quality floor: FAR and FNMR at the default when images below a floor (face size, sharpness, yaw, pitch: the
   values `facelab.verification.QUALITY_FLOOR` uses) are left out, and what share of images each floor removes.
 Image measurements (ITA, pose, size, sharpness from the cached detections) are cached in
@@ -218,8 +218,11 @@ def utk_age_far(model: str, threshold: float, limit: int) -> dict | None:
         scores = s[iu]
         out.append({"age_band": f"{lo}-{hi}" if hi < 200 else f"{lo}+", "faces": int(len(sel)),
                     "impostor_pairs": int(len(scores)), "false_accepts": int((scores >= threshold).sum()),
-                    "far": sig((scores >= threshold).mean()) if len(scores) else None})
+                    "far": sig((scores >= threshold).mean()) if len(scores) else None,
+                    "median_impostor_cosine": round(float(np.median(scores)), 4) if len(scores) else None})
     return {"model": model, "threshold": threshold, "faces": len(rows), "no_face": int((~found).sum()),
+            "note": "UTKFace has no identities and holds some duplicate or same-person photos (pairs at cosine "
+                    "0.95-1.0): these FARs are upper bounds, but the median impostor cosine per band needs none",
             "bands": out}
 
 
@@ -228,11 +231,12 @@ def main() -> None:
     ap.add_argument("--models", default="sface,sface+flip,dlib_resnet,dlib_resnet+flip,fused,fused+flip")
     ap.add_argument("--utk", type=int, default=3000, help="UTKFace images for the age bands (0: skip)")
     ap.add_argument("--boots", type=int, default=200)
+    ap.add_argument("--vectors", type=Path, help="another file of the same layout (default out/lfw_cache/all_images.npz)")
     args = ap.parse_args()
 
     from facelab.verification import QUALITY_FLOOR, operating_point
 
-    data = load_vectors()
+    data = load_vectors(args.vectors)
     root = lfw_root()
     gender_of = genders(data["person"], root)
     pop = Population(data["person"], gender_of)
@@ -250,7 +254,9 @@ def main() -> None:
                            for p in range(len(pop.people))])
     ita_person = np.array([ita_labels.index(ita_band(v)) if np.isfinite(v) else -1 for v in person_ita])
 
-    doc = {"command": "benchmarks/demographics.py", "data": "LFW deep-funneled, every image with a detected face",
+    doc = {"command": "benchmarks/demographics.py",
+           "vectors": str(args.vectors or "out/lfw_cache/all_images.npz"),
+           "data": "LFW deep-funneled, every image with a detected face",
            "quality_floor": QUALITY_FLOOR,
            "skin_tone": "ITA (facelab/attributes/skin_tone.py) per image; a person's band: the median of their "
                         "photos' ITA. ITA measures the photo's pixels (lighting, white balance), not a person",
@@ -267,7 +273,7 @@ def main() -> None:
              "cross_gender": cross_group_far(pairs, pop, g_person),
              "skin_tone": group_rates(pairs, pop, ita_person, ita_labels, boots=args.boots),
              "quality": quality_sweep(pairs, pop, m)}
-        if args.utk and model in ("sface", "sface+flip"):
+        if args.utk and model == "sface":
             r["age_utkface"] = utk_age_far(model, point.threshold, args.utk)
         doc["models"][model] = r
         a = r["all"]

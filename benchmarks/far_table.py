@@ -373,9 +373,10 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(EMBEDDERS),
                     help="comma-separated; a registered embedder (`facelab models add`) is embedded on every image first")
     ap.add_argument("--no-write", action="store_true", help="do not update facelab/models/thresholds.json")
+    ap.add_argument("--vectors", type=Path, help="another file of the same layout (default out/lfw_cache/all_images.npz)")
     args = ap.parse_args()
 
-    data = load_vectors()
+    data = load_vectors(args.vectors)
     root = lfw_root()
     pop = Population(data["person"], genders(data["person"], root))
     print(f"LFW: {len(pop.pid)} images with a face ({data['dropped_no_face']} without), {len(pop.people)} people; "
@@ -393,7 +394,8 @@ def main() -> None:
                   f"{row['same_gender_threshold']:12.5f}", flush=True)
     how = {"data": f"LFW deep-funneled, all {len(pop.pid)} images with a detected face "
                    f"({data['dropped_no_face']} without a face left out), {len(pop.people)} people",
-           "vectors": "out/lfw_cache/all_images.npz (benchmarks/lfw_all_images.py: facelab's pipeline)",
+           "vectors": f"{args.vectors or 'out/lfw_cache/all_images.npz'} (benchmarks/lfw_all_images.py's stage "
+                      f"caches: facelab's pipeline)",
            "threshold_rule": "lowest 5-decimal cosine whose FAR over every impostor pair is <= the target",
            "intervals": f"95 % bootstrap over people ({args.boot} samples; pairs follow their people)",
            "command": "benchmarks/far_table.py"}

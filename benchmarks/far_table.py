@@ -384,7 +384,9 @@ def main() -> None:
     results = {}
     for name in args.models.split(","):
         print(f"  {name}", flush=True)
+        t0 = time.perf_counter()
         results[name] = r = evaluate(name, data, pop, args.boot)
+        r["seconds"] = round(time.perf_counter() - t0, 1)  # scoring + bootstrap, on a shared 2-core machine
         print(f"    {'FAR':>7s} {'threshold':>9s} {'measured':>9s} {'FAR 95% CI':>20s} {'TAR':>7s} {'TAR 95% CI':>17s}"
               f" {'same-gender FAR':>15s} {'sg threshold':>12s}")
         for row in r["far_table"]:

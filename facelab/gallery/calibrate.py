@@ -102,12 +102,15 @@ def stranger_scores(vectors: np.ndarray, person: np.ndarray, scoring: str = "mea
     rng = np.random.default_rng(seed)
     person = np.asarray(person)
     probes = []
-    candidates = np.unique(person)
-    if len(candidates) > max_people:
-        candidates = rng.choice(candidates, max_people, replace=False)
-    for p in candidates:
-        rows = np.nonzero(person == p)[0]
-        probes.extend(rng.choice(rows, min(len(rows), max_probes), replace=False) if len(rows) > max_probes else rows)
+    candidates, p_idx = np.unique(person, return_inverse=True)
+    p_order = np.argsort(p_idx, kind="stable")
+    p_starts = np.r_[0, np.cumsum(np.bincount(p_idx, minlength=len(candidates)))]
+    chosen = np.arange(len(candidates))
+    if len(chosen) > max_people:
+        chosen = rng.choice(chosen, max_people, replace=False)
+    for c in chosen:
+        rows = p_order[p_starts[c]:p_starts[c + 1]]
+        probes.extend(rng.choice(rows, max_probes, replace=False) if len(rows) > max_probes else rows)
     probes = np.sort(np.array(probes, dtype=np.int64))
     counts = {p: c for p, c in zip(*np.unique(person[probes], return_counts=True))}
     weights = np.array([1.0 / counts[p] for p in person[probes]])

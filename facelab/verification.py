@@ -122,7 +122,7 @@ def quality_concerns(face: "Face", name: str = "face", floor: dict[str, float] |
     if q is not None and q.size < floor["min_size"]:
         out.append(f"{name}: face too small ({q.size:.0f} px < {floor['min_size']:g})")
     if q is not None and q.sharpness < floor["min_sharpness"]:
-        out.append(f"{name}: face blurred (sharpness {q.sharpness:.0f} < {floor['min_sharpness']:g})")
+        out.append(f"{name}: face blurred (sharpness {q.sharpness:.1f} < {floor['min_sharpness']:g})")
     if p is not None and abs(p.yaw) > floor["max_yaw"]:
         out.append(f"{name}: face turned (yaw {p.yaw:+.0f} > {floor['max_yaw']:g} degrees)")
     if p is not None and abs(p.pitch) > floor["max_pitch"]:

@@ -210,3 +210,20 @@ def test_leave_one_person_out_masks_only_the_own_person():
     assert threshold_for_fpir(s, w, 0.25) == (0.8001, 0.25)  # the lowest threshold that names <= 25 %
     assert threshold_for_fpir(s, w, 0.3) == (0.8001, 0.25)
     assert threshold_for_fpir(s, w, 0.5) == (0.7001, 0.5)
+
+
+def test_calibration_is_kept_in_a_postgres_gallery_too(pg_uri, small_gallery, lfw, tmp_path):
+    """The same real embeddings (exported from the SQLite gallery) in PostgreSQL: calibrate stores, identify uses."""
+    exported = tmp_path / "people.json"
+    with facelab.open_gallery(small_gallery, create=False) as g:
+        g.export(exported)
+        expected = g.calibrate(fpir=0.1, dry_run=True).threshold
+    with facelab.open_gallery(pg_uri + "#calibrate_test", model="sface") as g:
+        g.import_file(exported)
+        assert g.store.get_meta("open_set_calibration") is None
+        assert g.calibrate(fpir=0.1).threshold == expected
+        r = g.identify(lfw_image(lfw, "Colin_Powell", 6))[0]
+        assert r.threshold == expected and "calibrated on this gallery" in r.threshold_source
+
+
+from .test_gallery_postgres import pg_uri  # noqa: E402,F401  (the throwaway PostgreSQL server fixture)

@@ -142,6 +142,11 @@ def test_gallery_calibrate_stores_its_threshold_and_identify_uses_it(small_galle
     scores, weights = stranger_scores(vectors, person, "mean")
     assert measured_fpir(scores, weights, cal["threshold"]) <= 0.1
     assert measured_fpir(scores, weights, cal["threshold"] - 0.02) > 0  # and is not needlessly strict
+    # a gallery that has grown much since it was calibrated says so (more people: more strangers named)
+    with facelab.open_gallery(g_path, create=False) as g:
+        for k in range(7):  # 7 more names for real embeddings of LFW people (the 12 calibrated: 19 now)
+            g.add_embeddings(f"Copy {k}", vectors[k:k + 1] * 0.999, hashes=[f"copy-{k}"])
+        assert "19 people now: re-run `gallery calibrate`" in g.identify(lfw_image(lfw, "Colin_Powell", 6))[0].threshold_source
 
 
 @pytest.mark.parametrize("fpir, message", [("0.01", "needs at least 100"), ("0", "between 0 and 1"),

@@ -247,7 +247,10 @@ class Gallery:
         if far is None:
             own = stored_calibration(self, scoring)
             if own is not None:
-                return own.threshold, None, own.source
+                people = len(self.person_names())
+                stale = (f"; the gallery has {people} people now: re-run `gallery calibrate`"
+                         if people > 1.5 * own.people else "")  # more people, more strangers named
+                return own.threshold, None, own.source + stale
             calibrated = default_threshold(self.model.name, scoring)
             if calibrated is not None:
                 t, fpir, source = calibrated

@@ -93,7 +93,8 @@ def _print_faces(src, shape, faces):
 @click.option("--model", type=EMBEDDER_CHOICES, default="sface", show_default=True, help="Embedding model.")
 @click.option("--flip", is_flag=True, help="Average each face with its mirror image (a little more accurate).")
 @click.option("--threshold", type=float, help="Cosine similarity needed to say 'same' (overrides --far).")
-@click.option("--far", type=float, help="Target false-accept rate, e.g. 0.001; picks the calibrated threshold.")
+@click.option("--far", type=float, help="Target false-accept rate (0.1 ... 1e-6), e.g. 0.001; picks the threshold "
+                                      "measured on every LFW pair. Default: 1e-4 (docs/thresholds.md).")
 @click.option("--face-a", type=int, help="Which face of photo A (index from `facelab detect`).")
 @click.option("--face-b", type=int, help="Which face of photo B.")
 @click.option("--json", "as_json", is_flag=True)
@@ -101,6 +102,8 @@ def verify(photo_a, photo_b, model, flip, threshold, far, face_a, face_b, as_jso
     """Same person or not. Exit 0 same, 1 different, 2 error (the message says which).
 
     With several faces in a photo the largest face nearest the centre is used unless --face-a/--face-b pick one.
+    The answer names the false-accept rate its threshold stands for, and says "uncertain" (with the reason) when a
+    face is too small, blurred or turned for a reliable decision.
     """
     from ..pipeline import shared_analysis
 

@@ -286,6 +286,9 @@ def p1_misses(cache: dict, model: str = "sface") -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--write-open-set", action="store_true",
+                    help="write this run's FPIR 1 %% thresholds into facelab/gallery/open_set.json (the shipped "
+                         "defaults come from benchmarks/calibrate_gallery.py: 1,560 people, 2,721 strangers)")
     ap.add_argument("--models", default=None,
                     help="default: sface,dlib_resnet,fused, + sface+flip,fused+flip when the caches have them "
                          "(benchmarks/lfw_embeddings.py --add-flip)")
@@ -331,7 +334,7 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2))
     print(f"wrote {RESULTS}")
-    if impostors is not None:
+    if impostors is not None and args.write_open_set:
         write_open_set_thresholds(out)
         print(f"wrote {OPEN_SET}")
 

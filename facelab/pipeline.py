@@ -21,7 +21,7 @@ from .faces import Face
 from .images import ChannelOrder, ImageInput, load_image
 from .interfaces import Detector, DetectorFactory, Embedder, EmbedderFactory
 from .pose import estimate_pose, estimate_quality
-from .verification import Verification, cosine, operating_point
+from .verification import Verification, cosine, operating_point, quality_concerns
 
 DEFAULT_DETECTOR = "yunet"
 DEFAULT_EMBEDDER = "sface"
@@ -204,6 +204,7 @@ class FaceAnalysis:
         result = compare_embeddings(fa.embedding, fb.embedding, self.embedder.name, threshold, far)
         result.faces = [{"photo": nm, "face": f.index, "of": n, "box": f.to_dict()["box"]}
                         for nm, f, n in ((names[0], fa, na), (names[1], fb, nb))]
+        result.uncertain = quality_concerns(fa, names[0]) + quality_concerns(fb, names[1])
         return result
 
 

@@ -256,6 +256,7 @@ def test_verify_two_photos(page, lfw):
     page.click("#verify-form button")
     page.wait_for_selector("#verify-result.same", timeout=30_000)
     assert "similarity" in page.inner_text("#verify-result") and "threshold" in page.inner_text("#verify-result")
+    assert "FAR 1e-4 on LFW all pairs" in page.inner_text("#verify-result")  # the rate the threshold stands for
     page.set_input_files("#verify-b", str(lfw_image(lfw, "Tony_Blair", 1)))
     page.click("#verify-form button")
     page.wait_for_selector("#verify-result.different", timeout=30_000)

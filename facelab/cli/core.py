@@ -94,7 +94,8 @@ def _print_faces(src, shape, faces):
 @click.option("--model", type=EMBEDDER_CHOICES, default="sface", show_default=True, help="Embedding model.")
 @click.option("--flip", is_flag=True, help="Average each face with its mirror image (a little more accurate).")
 @click.option("--threshold", type=SIMILARITY, help="Cosine similarity needed to say 'same' (overrides --far).")
-@click.option("--far", type=FAR, help="Target false-accept rate, e.g. 0.001; picks the calibrated threshold.")
+@click.option("--far", type=FAR, help="Target false-accept rate (0.1 ... 1e-6), e.g. 0.001; picks the threshold "
+                                      "measured on every LFW pair. Default: 1e-4 (docs/thresholds.md).")
 @click.option("--face-a", type=FACE_INDEX, help="Which face of photo A (index from `facelab detect`).")
 @click.option("--face-b", type=FACE_INDEX, help="Which face of photo B.")
 @click.option("--json", "as_json", is_flag=True)
@@ -102,6 +103,8 @@ def verify(photo_a, photo_b, model, flip, threshold, far, face_a, face_b, as_jso
     """Same person or not. Exit 0 same, 1 different, 2 error (the message says which).
 
     With several faces in a photo the largest face nearest the centre is used unless --face-a/--face-b pick one.
+    The answer names the false-accept rate its threshold stands for, and says "uncertain" (with the reason) when a
+    face is too small, blurred or turned for a reliable decision.
     """
     from ..pipeline import shared_analysis
 
@@ -117,9 +120,11 @@ def verify(photo_a, photo_b, model, flip, threshold, far, face_a, face_b, as_jso
     if as_json:
         echo_json(result.to_dict())
     else:
-        far_txt = f", chosen for FAR {result.point.far:g} on {result.point.source}" if result.point.far is not None else ""
+        # the threshold and the false-accept rate it stands for, always: "same" is only as good as that rate
         click.echo(f"{'SAME' if result.same else 'DIFFERENT'} person: similarity {result.similarity:.3f}, "
-                   f"threshold {result.point.threshold:.3f} ({result.model}{far_txt})")
+                   f"threshold {result.point.threshold:.4g} ({result.model}, {result.point.label})")
+        for reason in result.uncertain:
+            click.echo(f"  uncertain: {reason}")
         for f in result.faces:
             if f["of"] > 1:
                 click.echo(f"  {f['photo']}: used face #{f['face']} of {f['of']} (largest near the centre; "

@@ -338,9 +338,42 @@ def check(location, timeout, far, share, as_json):
     sys.exit(EXIT_OK if report.clean else EXIT_NEGATIVE)
 
 
+@gallery.command()
+@gallery_option
+@click.option("--fpir", default="0.01", show_default=True,
+              help="Share of strangers that may be named as someone (false-positive identification rate).")
+@click.option("--scoring", type=click.Choice(["max", "mean", "both"]), default="mean", show_default=True,
+              help="The person score identify will use.")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def calibrate(location, timeout, fpir, scoring, as_json):
+    """Measure the "unknown" threshold on this gallery: each person plays a stranger in turn (searched against
+    everyone else); the threshold names at most FPIR of them. Stored in the gallery; `identify` uses it.
+
+    Needs at least max(10, 1/FPIR) people. Exit 0, or 2 (nothing changed) for a bad FPIR or too few people.
+    """
+    from ..gallery.calibrate import check_fpir
+
+    value = check_fpir(fpir)  # before opening: a bad request changes nothing
+    g = _open(location, timeout)
+    try:
+        result = g.calibrate(fpir=value, scoring=scoring)
+    finally:
+        g.close()
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    click.echo(f"{location}: unknown below {result.threshold:.4f} ({scoring} scoring): {result.people} people "
+               f"each left out in turn ({result.probes} photos searched), {result.fpir_measured:.2%} of them named "
+               f"at this threshold (asked: {result.fpir:.2%}). `identify` now uses it.")
+    if result.warning:
+        click.echo(f"warning: {result.warning}", err=True)
+
+
 def _threshold_options(fn):
     fn = click.option("--far", type=FAR, help="A 1:1 false-accept rate (e.g. 0.001): its LFW-calibrated threshold. "
-                                                "Default: the open-set threshold that named 1 % of strangers on LFW.")(fn)
+                                                "Default: the gallery's own (`gallery calibrate`), else the open-set "
+                                                "threshold that named 1 % of strangers on LFW.")(fn)
     return click.option("--threshold", type=SIMILARITY, help="Cosine needed to name someone (overrides --far).")(fn)
 
 
@@ -386,6 +419,8 @@ def _print_identification(src, results):
         who = f"{r.best.person} ({r.best.similarity:.3f})" if r.best else "unknown"
         others = ", ".join(f"{m.person} {m.similarity:.3f}" for m in r.matches)
         click.echo(f"  #{r.face.index} at ({x:.0f},{y:.0f},{w:.0f}x{h:.0f}): {who}   [{others}]")
+        for reason in r.uncertain:
+            click.echo(f"    uncertain: {reason}")
 
 
 @click.command()

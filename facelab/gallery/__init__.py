@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import NoFaceError, StoreError
+from ..verification import quality_concerns
 from .audit import GalleryCheck, check_gallery
 from .export_format import EXPORT_FORMAT, load_export, parse_people
 from .enrol import (MAX_CANDIDATES, EnrolOptions, EnrolReport, choose_face, enrol_folder, match_threshold,
@@ -239,19 +240,34 @@ class Gallery:
                   scoring: str = DEFAULT_SCORING) -> tuple[float, float | None, str]:
         """(threshold, 1:1 FAR or None, where it comes from) for identification.
 
-        threshold= wins; far= picks a 1:1 point from LFW View 2 pairs; by default the open-set point measured
-        on LFW (1 % of never-enrolled people named), falling back to the model's 1:1 default."""
-        from ..verification import operating_point
+        threshold= wins; far= picks a 1:1 point from the LFW all-pairs table; by default the threshold
+        `calibrate` measured on this gallery, else the open-set point measured on LFW, falling back to the model's
+        1:1 default."""
+        from ..verification import far_text, operating_point
+        from .calibrate import stored_calibration
 
         if threshold is not None:
             return float(threshold), None, "given"
         if far is None:
+            own = stored_calibration(self, scoring)
+            if own is not None:
+                people = len(self.person_names())
+                stale = (f"; the gallery has {people} people now: re-run `gallery calibrate`"
+                         if people > 1.5 * own.people else "")  # more people, more strangers named
+                return own.threshold, None, own.source + stale
             calibrated = default_threshold(self.model.name, scoring)
             if calibrated is not None:
                 t, fpir, source = calibrated
                 return t, None, f"open-set, FPIR {fpir:g} on {source}"
         point = operating_point(self.model.name, None, far)
-        return point.threshold, point.far, f"1:1, FAR {point.far:g} on {point.source}"
+        return point.threshold, point.far, f"1:1, FAR {far_text(point.far)} on {point.source}"
+
+    def calibrate(self, fpir: float = 0.01, scoring: str = DEFAULT_SCORING, dry_run: bool = False):
+        """Measure the "unknown" threshold on this gallery (each person plays a stranger in turn) and keep it in
+        the gallery; `identify` then uses it by default. See `gallery.calibrate`."""
+        from .calibrate import calibrate
+
+        return calibrate(self, fpir=fpir, scoring=scoring, dry_run=dry_run)
 
     def identify(self, image, top_k: int = 5, threshold: float | None = None, far: float | None = None,
                  scoring: str = DEFAULT_SCORING, order: str = "rgb") -> list[Identification]:
@@ -261,7 +277,8 @@ class Gallery:
         if not faces:
             return []
         ranked = self.rank(np.stack([f.embedding for f in faces]), top_k, scoring)
-        return [Identification(f, m, t, t_far, scoring, self.model.name, source) for f, m in zip(faces, ranked)]
+        return [Identification(f, m, t, t_far, scoring, self.model.name, source, quality_concerns(f, "face"))
+                for f, m in zip(faces, ranked)]
 
     def lookalike(self, image, order: str = "rgb") -> list[Lookalike]:
         """For every face: the most similar person and, within that person, the most similar photo."""

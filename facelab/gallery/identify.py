@@ -8,13 +8,14 @@ Scoring a person who has several photos (benchmarks/identify_lfw.py measures eac
 A search first takes the top photos from the vector index (exact or HNSW), then scores the people they belong
 to. "max" is exact for every person found this way (their best photo is at least as close as the one found).
 
-The "unknown" threshold, by default, is an open-set calibration measured on LFW (`open_set.json`, written by
-benchmarks/identify_lfw.py): the score that names 1 % of never-enrolled people as someone (FPIR 1 %) in a
-gallery of 158 people with up to 5 photos each, per model and scoring. The 1:1 verification threshold is far
-too low for 1:N: with 790 gallery photos the best of 790 impostor scores passes it for about half of all
-strangers (measured: FPIR 49-98 %). `far=` still picks a 1:1 point (operating_point(model, far=...)), and
-`threshold=` any value. The chance that some stranger passes grows with the gallery's size: calibrate on your
-own gallery for large ones.
+The "unknown" threshold, by default, is the one `gallery calibrate` measured on this very gallery
+(facelab/gallery/calibrate.py, stored in the gallery), else an open-set calibration measured on LFW
+(`open_set.json`, written by benchmarks/calibrate_gallery.py): the score that names 1 % of 2,721 never-enrolled
+people as someone (FPIR 1 %) in a gallery of 1,560 people with up to 5 photos each, per model and scoring. The
+1:1 verification threshold is far too low for 1:N: the best of many impostor scores passes it far more often
+than one does. `far=` still picks a 1:1 point (operating_point(model, far=...)), and `threshold=` any value.
+The share of strangers named grows with the gallery's size: a gallery much larger than 1,560 people should be
+calibrated (`facelab gallery calibrate`); a smaller one names fewer strangers than 1 % at the default.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Identification:
     scoring: str = DEFAULT_SCORING
     model: str = ""
     threshold_source: str = ""
+    uncertain: list[str] = field(default_factory=list)  # quality reasons the answer may be wrong
 
     @property
     def best(self) -> Match | None:
@@ -88,7 +90,7 @@ class Identification:
                 "best": best.to_dict() if best else None,
                 "matches": [m.to_dict() for m in self.matches],
                 "threshold": round(self.threshold, 4), "far": self.far, "scoring": self.scoring,
-                "model": self.model, "threshold_source": self.threshold_source}
+                "model": self.model, "threshold_source": self.threshold_source, "uncertain": self.uncertain}
 
 
 @dataclass

@@ -380,6 +380,15 @@ class PostgresStore(Store):
             raise self._translate(exc) from None
         return out
 
+    def get_meta(self, key: str) -> str | None:
+        row = self.read(f"SELECT value FROM {self.schema}.meta WHERE key = %s", (key,))
+        return row[0][0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.write() as cur:
+            cur.execute(f"INSERT INTO {self.schema}.meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = "
+                        f"excluded.value", (key, value))
+
     def stats(self) -> dict[str, Any]:
         s = self.schema
         n_people = self.read(f"SELECT COUNT(*) FROM {s}.people")[0][0]

@@ -440,6 +440,15 @@ class SqliteStore(Store):
     def search(self, query: np.ndarray, k: int) -> list[list[tuple[int, int, float]]]:
         return self.search_index().search(query, k)
 
+    def get_meta(self, key: str) -> str | None:
+        row = self.read("SELECT value FROM meta WHERE key = ?", (key,))
+        return row[0][0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.write() as cur:
+            cur.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (key, value))
+
     def stats(self) -> dict[str, Any]:
         n_people = self.read("SELECT COUNT(*) FROM people")[0][0]
         n_photos = self.read("SELECT COUNT(*) FROM photos")[0][0]

@@ -234,6 +234,13 @@ class Store(ABC):
     @abstractmethod
     def stats(self) -> dict[str, Any]: ...
 
+    # -- settings kept with the gallery (the `meta` table: e.g. a calibrated threshold) ------------------------
+    def get_meta(self, key: str) -> str | None:
+        raise StoreError(f"{self.location}: this gallery store cannot keep settings")
+
+    def set_meta(self, key: str, value: str) -> None:
+        raise StoreError(f"{self.location}: this gallery store cannot keep settings")
+
     @abstractmethod
     def close(self) -> None: ...
 

@@ -276,6 +276,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         report = await galleries.run(gallery, lambda g: g.check(far=far).to_dict())
         return {"gallery": gallery, **report}
 
+    @app.post("/v1/galleries/{gallery}/calibrate", response_model=schemas.CalibrationOut, dependencies=write,
+              responses=ERRORS, tags=["galleries"])
+    async def calibrate_gallery(gallery: str, fpir: float = Query(0.01, gt=0, lt=1),
+                                scoring: str = Query("mean", pattern="^(max|mean|both)$")):
+        """Measure the "unknown" threshold on this gallery (`facelab gallery calibrate`): each person plays a
+        stranger in turn; the threshold names at most `fpir` of them. Stored in the gallery; identify uses it."""
+        capabilities.api("galleries")
+        result = await galleries.run(gallery, lambda g: g.calibrate(fpir=fpir, scoring=scoring).to_dict())
+        return {"gallery": gallery, **result}
+
     @app.get("/v1/galleries/{gallery}/people/{person:path}", response_model=schemas.PersonOut, dependencies=read,
              responses=ERRORS, tags=["galleries"])
     async def get_person(gallery: str, person: str):

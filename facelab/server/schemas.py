@@ -73,8 +73,12 @@ class VerifyResponse(Open):
     similarity: float
     model: str
     threshold: float
-    far: Optional[float] = None
+    far: Optional[float] = Field(None, description="The false-accept rate the threshold was chosen for (None: a "
+                                                   "threshold the caller gave)")
     source: str
+    operating_point: str = Field("", description="What the threshold stands for, e.g. 'FAR 1e-4 on LFW all pairs'")
+    verdict: str = ""
+    uncertain: list[str] = Field([], description="Why a face is too small, blurred or turned for a reliable answer")
     faces: list[dict[str, Any]]
 
 
@@ -175,6 +179,17 @@ class GalleryCheckOut(Open):
     gallery: str
     suspect_photos: list[dict[str, Any]] = Field(description="Photos unlike their person's other photos")
     similar_people: list[dict[str, Any]] = Field(description="Pairs of people who may be one person")
+
+
+class CalibrationOut(Open):
+    gallery: str
+    threshold: float
+    fpir: float
+    fpir_measured: float
+    scoring: str
+    people: int
+    probes: int
+    source: str
 
 
 class PersonRename(BaseModel):

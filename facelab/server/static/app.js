@@ -65,9 +65,18 @@ function identityText(face) {
   const id = face.identity;
   if (!id) return null;
   const sim = (m) => (m && typeof m.similarity === "number" ? " " + m.similarity.toFixed(2) : "");
-  if (id.best && id.best.person) return id.best.person + sim(id.best);
+  // a face too small, blurred or turned for a reliable answer says so (the reasons are in the card's title)
+  const unsure = (id.uncertain || []).length ? " (uncertain)" : "";
+  if (id.best && id.best.person) return id.best.person + sim(id.best) + unsure;
   const near = id.matches && id.matches[0];
-  return "unknown" + sim(near);
+  return "unknown" + sim(near) + unsure;
+}
+
+function identityDetail(face) {
+  const id = face.identity || {};
+  const parts = [];
+  if (typeof id.threshold === "number") parts.push(`threshold ${id.threshold.toFixed(3)}` + (id.threshold_source ? ` (${id.threshold_source})` : ""));
+  return parts.concat(id.uncertain || []).join("; ");
 }
 
 function emoticonImg(svg) {
@@ -93,7 +102,7 @@ function faceCard(f, i, emoticonSvg) {
   const svg = emoticonSvg || (attrs.emoticon && attrs.emoticon.svg);
   const dl = el("dl");
   const who = identityText(f);
-  if (who !== null) dl.append(el("dt", {}, "who"), el("dd", { class: "who" }, who));
+  if (who !== null) dl.append(el("dt", {}, "who"), el("dd", { class: "who", title: identityDetail(f) }, who));
   for (const [name, a] of Object.entries(attrs)) {
     if (name === "emoticon") continue;
     dl.append(el("dt", {}, name.replace("_", " ")), el("dd", {}, attributeText(name, a)));
@@ -270,7 +279,9 @@ async function verify(e) {
   out.className = "verdict";
   try {
     const r = await api("/v1/verify", { method: "POST", body: imageForm({ image_a: a, image_b: b }) });
-    out.textContent = `${r.same ? "Same person" : "Different people"}: similarity ${r.similarity.toFixed(3)}, threshold ${r.threshold.toFixed(3)} (${r.model})`;
+    // the threshold and the false-accept rate it stands for: "same" is only as reliable as that rate
+    out.textContent = `${r.same ? "Same person" : "Different people"}: similarity ${r.similarity.toFixed(3)}, threshold ${r.threshold.toFixed(3)} (${r.model}, ${r.operating_point || "FAR not stated"})`
+      + ((r.uncertain || []).length ? ` — uncertain: ${r.uncertain.join("; ")}` : "");
     out.classList.add(r.same ? "same" : "different");
   } catch (err) {
     out.textContent = err.message;

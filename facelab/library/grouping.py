@@ -53,7 +53,7 @@ def regroup(tables, params: ClusterParams, full: bool = False) -> dict[str, Any]
 
     # references: named faces, people enrolled from folders, and (incremental) the existing groups
     g_person, g_vec = tables.gallery_photos_without_faces()
-    ref_mask = named | (~full & (st["group"] >= 0))
+    ref_mask = named | ((st["group"] >= 0) & (not full))
     ref_vec = np.vstack([vec[ref_mask], g_vec])
     ref_lab = np.concatenate([label_of(st["person"][ref_mask], st["group"][ref_mask]), 2 * g_person])
 

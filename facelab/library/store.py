@@ -90,7 +90,7 @@ class NewFace:
     thumb: bytes | None
 
 
-FACE_COLUMNS = ("library_faces.id, library_faces.source, face_index, library_faces.n_faces, library_faces.box, "
+FACE_COLUMNS = ("library_faces.id, library_faces.source, library_faces.face_index, library_faces.n_faces, library_faces.box, "
                 "library_faces.pose, library_faces.quality, group_id, people.name")
 FACE_JOIN = ("library_faces LEFT JOIN photos ON photos.id = library_faces.photo_id "
              "LEFT JOIN people ON people.id = photos.person_id")

@@ -310,3 +310,48 @@ def test_two_scans_at_once_store_each_face_once(photos, scanned, tmp_path):
         _, err = p.communicate(timeout=300)
         assert p.returncode == 7, err
     assert _faces(db) == _faces(scanned)
+
+
+# -- REST -----------------------------------------------------------------------------------------------------
+@pytest.fixture
+def api(scanned, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from facelab.server import Settings, create_app
+    from facelab.server.auth import create_key
+
+    db = tmp_path / "lib.db"
+    shutil.copy(scanned, db)
+    settings = Settings(data_dir=tmp_path / "data", gallery=str(db), model="sface+flip")
+    key = create_key(settings.keys_file, "test")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client, {"Authorization": f"Bearer {key}"}
+
+
+def test_rest_people_faces_thumbs_and_curation(api):
+    client, auth = api
+    base = "/v1/galleries/default/library"
+    res = client.get(f"{base}/people")
+    assert res.status_code == 200, res.text
+    group = res.json()["groups"][0]
+    faces = client.get(f"{base}/faces", params={"who": group["group"]}).json()["faces"]
+    assert len(faces) == group["faces"]
+    thumb = client.get(f"{base}/faces/{group['cover_face']}/thumb")
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    # changes need the key
+    assert client.post(f"{base}/name", json={"who": group["group"], "name": "Ann"}).status_code == 401
+    res = client.post(f"{base}/name", json={"who": group["group"], "name": "Ann"}, headers=auth)
+    assert res.status_code == 200 and res.json()["faces"] == group["faces"]
+    res = client.post(f"{base}/name", json={"who": group["group"], "name": "Ann"}, headers=auth)
+    assert res.status_code == 404 and res.json()["error"]["code"] == "not_found"
+    res = client.post(f"{base}/merge", json={"source": "Ann", "into": "Ann"}, headers=auth)
+    assert res.status_code == 409 and res.json()["error"]["code"] == "conflict"
+    assert client.get("/v1/galleries/default/people").json()["people"][0]["name"] == "Ann"
+    res = client.get(f"{base}/photos", params={"with": "Ann"})
+    assert len(res.json()["photos"]) == group["photos"]
+    res = client.post(f"{base}/reject", json={"face": faces[0]["id"]}, headers=auth)
+    assert res.status_code == 200 and res.json()["rejected"] == "Ann"
+    assert client.delete(f"{base}/people/Ann", headers=auth).status_code == 200
+    res = client.post(f"{base}/move", json={"face": faces[1]["id"], "to": "unsorted"}, headers=auth)
+    assert res.status_code == 404  # forgotten with Ann
+    assert client.get(f"{base}/faces/{faces[1]['id']}/thumb").status_code == 404

@@ -41,12 +41,15 @@ def open_library(location, model: str | None = None, create: bool = True, timeou
 
 
 class Library:
-    def __init__(self, gallery: Gallery):
+    def __init__(self, gallery: Gallery, owns_gallery: bool = True):
+        """owns_gallery: the library closes the gallery (also when it cannot be a library); False when the
+        caller keeps it open for other uses (the server)."""
         self.gallery = gallery
         try:
             self.tables = LibraryTables(gallery.store)
         except Exception:
-            gallery.close()
+            if owns_gallery:
+                gallery.close()
             raise
 
     # -- basics ----------------------------------------------------------------------------------------------

@@ -355,3 +355,83 @@ def test_rest_people_faces_thumbs_and_curation(api):
     res = client.post(f"{base}/move", json={"face": faces[1]["id"], "to": "unsorted"}, headers=auth)
     assert res.status_code == 404  # forgotten with Ann
     assert client.get(f"{base}/faces/{faces[1]['id']}/thumb").status_code == 404
+
+
+# -- the People view in Chromium (as tests/test_browser.py, against a library served as the default gallery) ------
+@pytest.fixture
+def people_page(scanned, tmp_path):
+    import socket
+    import threading
+
+    import uvicorn
+
+    from facelab.server import Settings, create_app
+    from facelab.server.auth import create_key
+
+    from .test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
+    db = tmp_path / "lib.db"
+    shutil.copy(scanned, db)
+    settings = Settings(data_dir=tmp_path / "data", gallery=str(db), model="sface+flip")
+    key = create_key(settings.keys_file, "browser-test")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    pw = sync_api.sync_playwright().start()
+    try:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    except Exception as exc:
+        pw.stop()
+        srv.should_exit = True
+        pytest.skip(f"Chromium cannot be launched from {CHROMIUM} ({str(exc).splitlines()[0]})")
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: "Content Security Policy" in m.text and errors.append(m.text))
+    page.goto(f"http://127.0.0.1:{port}/#key={key}")
+    page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+    yield page
+    chromium.close()
+    pw.stop()
+    srv.should_exit = True
+    thread.join(timeout=10)
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_people_view_names_merges_and_moves_with_the_mouse(people_page):
+    from .test_browser import wait_until
+
+    page = people_page
+    page.on("dialog", lambda d: d.accept())
+    page.click("button[data-tab='library']")
+    wait_until(page, lambda: int(page.get_attribute("#people-grid", "data-count") or 0) >= 3, what="group cards")
+    n_cards = int(page.get_attribute("#people-grid", "data-count"))
+    wait_until(page, lambda: page.locator("#people-grid img[src^='blob:']").count() >= 3, what="cover faces")
+    first = page.locator("#people-grid li.card").nth(0)
+    faces = int(first.inner_text().split(" face")[0].split()[-1])
+    first.click()
+    wait_until(page, lambda: page.get_attribute("#people-faces", "data-count") == str(faces), what="its faces")
+    page.fill("#people-name", "Ann")
+    page.click("#people-name-form button[type='submit']")
+    page.wait_for_selector("#people-grid li.card.named[data-ref='Ann']", timeout=20_000)
+    # drag another group onto Ann: merged
+    other = page.locator("#people-grid li.card:not(.named)").nth(0)
+    other_ref = other.get_attribute("data-ref")
+    other.drag_to(page.locator("#people-grid li[data-ref='Ann']"))
+    page.wait_for_selector(f"#people-grid li[data-ref='{other_ref}']", state="detached", timeout=20_000)
+    wait_until(page, lambda: page.get_attribute("#people-grid", "data-count") == str(n_cards - 1), what="one card less")
+    # drag one of Ann's faces onto another group: moved there
+    page.click("#people-grid li[data-ref='Ann']")
+    wait_until(page, lambda: page.inner_text("#people-title") == "Ann", what="Ann opened")
+    n_ann = int(page.get_attribute("#people-faces", "data-count"))
+    target = page.locator("#people-grid li.card:not(.named)").nth(0)
+    page.locator("#people-faces li.lib-face").nth(0).drag_to(target)
+    wait_until(page, lambda: page.get_attribute("#people-faces", "data-count") == str(n_ann - 1),
+               what="the face moved out of Ann")

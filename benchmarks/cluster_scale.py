@@ -42,11 +42,11 @@ def maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def face_model():
+def face_model(path: str | None = None):
     import search_scale
-    from lfw_all_images import load
+    from lfw_all_images import OUT, load
 
-    data = load()
+    data = load(Path(path or OUT))
     found = data["found"].astype(bool)
     x = unit(unit(data["sface"][found]) + unit(data["sface_mirror"][found]))
     return search_scale.fit_face_model(x, data["person"][found]), search_scale
@@ -75,10 +75,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=100_000)
     ap.add_argument("--photos-per-person", type=float, default=5.0)
     ap.add_argument("--new", type=int, default=1000)
+    ap.add_argument("--vectors", default=None, help="the all-images cache (default: out/lfw_cache/all_images.npz)")
+    ap.add_argument("--no-write", action="store_true", help="print only (a trial run)")
     args = ap.parse_args()
     from facelab.library import open_library
 
-    model, search_scale = face_model()
+    model, search_scale = face_model(args.vectors)
     search_scale.DIM = 128
     rng = np.random.default_rng(0)
     x, person, centres = search_scale.synthesize(args.size, model, rng, args.photos_per_person)
@@ -127,6 +129,8 @@ def main() -> None:
         print(f"incremental: {out['incremental']['new_faces']} faces in {out['incremental']['seconds']} s; named "
               f"people keep every face: {out['incremental']['named_people_keep_every_face']}", flush=True)
         lib.close()
+    if args.no_write:
+        return
     path = RESULTS / f"cluster_scale_{args.size}.json"
     path.write_text(json.dumps(out, indent=1))
     print(f"wrote {path}")

@@ -66,6 +66,68 @@ def neighbour_edges(vectors: np.ndarray, threshold: float, k: int, others: np.nd
             np.concatenate(sims).astype(np.float32))
 
 
+EXACT_LIMIT = 30_000  # faces; above this, neighbours come from an inverted-file search (all pairs grow as n²)
+
+
+def graph_edges(vectors: np.ndarray, threshold: float, k: int, seed: int = 0):
+    """The k-NN graph's edges above `threshold`: exact up to EXACT_LIMIT faces, approximate (IVF) above."""
+    if len(vectors) <= EXACT_LIMIT:
+        return neighbour_edges(vectors, threshold, k)
+    return ivf_edges(vectors, threshold, k, seed=seed)
+
+
+def ivf_edges(vectors: np.ndarray, threshold: float, k: int, cells: int | None = None, probes: int = 8,
+              seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Approximate neighbour_edges: the faces are split into `cells` by k-means (scikit-learn, on a sample), and
+    each face is compared only with the faces of its `probes` nearest cells (an inverted file, as in IVF
+    indexes). Work is n x probes x n / cells instead of n²; the faces of one person lie close together, so they
+    share cells (the recall of edges is measured in benchmarks/cluster_scale.py)."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    x = np.ascontiguousarray(vectors, np.float32)
+    n = len(x)
+    cells = cells or int(min(4096, max(16, 2 * np.sqrt(n))))
+    probes = min(probes, cells)
+    rng = np.random.default_rng(seed)
+    sample = x[rng.choice(n, min(n, 40 * cells), replace=False)]
+    centres = MiniBatchKMeans(cells, init="random", n_init=1, max_iter=10, batch_size=4096, random_state=seed).fit(
+        sample).cluster_centers_.astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    home = np.empty(n, np.int64)               # each face is stored in its nearest cell
+    probe = np.empty((n, probes), np.int64)    # and searches its `probes` nearest cells
+    step = block_rows(cells, 16_000_000)
+    for start in range(0, n, step):
+        sims = x[start:start + step] @ centres.T
+        top = np.argpartition(-sims, probes - 1, axis=1)[:, :probes]
+        probe[start:start + step] = top
+        home[start:start + step] = np.argmax(sims, axis=1)
+    members = np.argsort(home, kind="stable")
+    bounds = np.searchsorted(home[members], np.arange(cells + 1))
+    q_of = np.repeat(np.arange(n), probes)
+    c_of = probe.ravel()
+    order = np.argsort(c_of, kind="stable")
+    q_sorted, q_bounds = q_of[order], np.searchsorted(c_of[order], np.arange(cells + 1))
+    rows, cols, sims_out = [], [], []
+    for c in range(cells):
+        m = members[bounds[c]:bounds[c + 1]]
+        q = q_sorted[q_bounds[c]:q_bounds[c + 1]]
+        if not len(m) or not len(q):
+            continue
+        block = x[q] @ x[m].T
+        r, cc = np.nonzero(block >= threshold)
+        keep = q[r] != m[cc]
+        rows.append(q[r][keep])
+        cols.append(m[cc][keep])
+        sims_out.append(block[r, cc][keep])
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    r, c, s = np.concatenate(rows), np.concatenate(cols), np.concatenate(sims_out)
+    order = np.lexsort((-s, r))  # each face's k best
+    r, c, s = r[order], c[order], s[order]
+    keep = (np.arange(len(r)) - np.searchsorted(r, r, side="left")) < k
+    return r[keep], c[keep], s[keep]
+
+
 def components(n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -75,35 +137,22 @@ def components(n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 
 def chinese_whispers(n: int, rows: np.ndarray, cols: np.ndarray, sims: np.ndarray) -> np.ndarray:
-    """dlib's Chinese whispers over the undirected graph (each edge once, weight = similarity), run per
-    connected component so the label of a face depends only on its own component (stable across unrelated
-    additions, and small inputs for dlib)."""
+    """dlib's Chinese whispers over the undirected graph (each edge once, weight = similarity); a face with no
+    edge is a group of its own."""
     import dlib
 
     labels = np.full(n, UNSORTED, np.int64)
-    comp = components(n, rows, cols)
-    a, b = np.minimum(rows, cols), np.maximum(rows, cols)
-    pairs = np.unique(np.stack([a, b], 1), axis=0) if len(a) else np.zeros((0, 2), np.int64)
-    weight = {}
-    for i, j, s in zip(a.tolist(), b.tolist(), sims.tolist()):
-        weight[(i, j)] = s
-    by_comp: dict[int, list[tuple[int, int]]] = {}
-    for i, j in pairs.tolist():
-        by_comp.setdefault(int(comp[i]), []).append((i, j))
-    next_label = 0
-    for c, edges in by_comp.items():
-        nodes = sorted({v for e in edges for v in e})
-        local = {v: t for t, v in enumerate(nodes)}
-        if len(nodes) == 2:
-            sub = [0, 0]
-        else:
-            sub = dlib.chinese_whispers([(local[i], local[j], float(weight[(i, j)])) for i, j in edges])
-        for v, s in zip(nodes, sub):
-            labels[v] = next_label + int(s)
-        next_label += max(sub) + 1 if len(sub) else 0
-    # faces with no edge are their own group
+    if len(rows):
+        a, b = np.minimum(rows, cols), np.maximum(rows, cols)
+        key, first = np.unique(a * n + b, return_index=True)
+        a, b, w = a[first], b[first], sims[first]
+        nodes = np.unique(np.concatenate([a, b]))  # dlib numbers the vertices 0..max: give it only these
+        local = np.searchsorted(nodes, np.stack([a, b]))
+        sub = np.asarray(dlib.chinese_whispers(list(zip(local[0].tolist(), local[1].tolist(),
+                                                        w.astype(float).tolist()))), np.int64)
+        labels[nodes] = sub
     alone = np.flatnonzero(labels == UNSORTED)
-    labels[alone] = next_label + np.arange(len(alone))
+    labels[alone] = labels.max(initial=-1) + 1 + np.arange(len(alone))
     return labels
 
 
@@ -128,7 +177,7 @@ def cluster(vectors: np.ndarray, params: ClusterParams) -> np.ndarray:
     n = len(vectors)
     if n == 0:
         return np.zeros(0, np.int64)
-    rows, cols, sims = neighbour_edges(vectors, params.threshold, params.k)
+    rows, cols, sims = graph_edges(vectors, params.threshold, params.k)
     if params.method == "components":
         labels = components(n, rows, cols)
     elif params.method == "whispers":

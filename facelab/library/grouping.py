@@ -30,7 +30,7 @@ def grouping_params(model: str) -> ClusterParams:
     entry = table.get("models", {}).get(model)
     if entry:
         return ClusterParams(threshold=float(entry["threshold"]), k=int(table.get("k", 20)),
-                             min_size=int(table.get("min_size", 2)), method=table.get("method", "whispers"))
+                             min_size=int(table.get("min_size", 2)), method=entry.get("method", "whispers"))
     from ..verification import operating_point
 
     return ClusterParams(threshold=operating_point(model, None, 0.001).threshold)

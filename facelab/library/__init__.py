@@ -32,6 +32,9 @@ def open_library(location, model: str | None = None, create: bool = True, timeou
     """Open (or create) a library. A new one gets `model` (default sface+flip); an existing one keeps its own and
     opening it with another model is refused."""
     location = str(location)
+    if location.startswith(("postgresql://", "postgres://")):
+        raise StoreError(f"{location}: photo libraries on PostgreSQL are not implemented yet; use an SQLite file "
+                         f"(lib.db)")
     exists = Path(location).exists() and Path(location).stat().st_size > 0
     if not exists and not create:
         raise LibraryNotFound(f"{location}: no such library (create one with `facelab library scan PHOTOS -l "

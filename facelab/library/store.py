@@ -188,18 +188,41 @@ class LibraryTables:
 
     # -- vectors and sorting state ---------------------------------------------------------------------------
     def faces_state(self) -> dict[str, np.ndarray]:
-        """Every face: id, group (-1 none), person id (-1 none), grouped flag, usable (big enough), vector."""
-        rows = self.read("SELECT library_faces.id, COALESCE(group_id, -1), COALESCE(photos.person_id, -1), "
-                         "grouped, json_extract(library_faces.quality, '$.size'), vector FROM library_faces "
-                         "LEFT JOIN photos ON photos.id = library_faces.photo_id ORDER BY library_faces.id")
-        n = len(rows)
-        return {"id": np.fromiter((r[0] for r in rows), np.int64, n),
-                "group": np.fromiter((r[1] for r in rows), np.int64, n),
-                "person": np.fromiter((r[2] for r in rows), np.int64, n),
-                "grouped": np.fromiter((r[3] for r in rows), np.int64, n).astype(bool),
-                "size": np.fromiter(((r[4] if r[4] is not None else 0.0) for r in rows), np.float64, n),
-                "vector": (np.frombuffer(b"".join(r[5] for r in rows), np.float32).reshape(n, self.dim)
-                           if n else np.zeros((0, self.dim), np.float32))}
+        """Every face: id, group (-1 none), person id (-1 none), grouped flag, size (px), vector. Read in chunks
+        into preallocated arrays: at a million faces, a list of rows would double the memory."""
+        cur = self.store.conn.cursor()
+        try:
+            cur.execute("BEGIN")  # one read transaction: the count and the rows see the same snapshot
+            n = int(cur.execute("SELECT COUNT(*) FROM library_faces").fetchone()[0])
+            out = {"id": np.empty(n, np.int64), "group": np.empty(n, np.int64), "person": np.empty(n, np.int64),
+                   "grouped": np.empty(n, bool), "size": np.empty(n, np.float64),
+                   "vector": np.empty((n, self.dim), np.float32)}
+            cur.execute("SELECT library_faces.id, COALESCE(group_id, -1), COALESCE(photos.person_id, -1), grouped, "
+                        "COALESCE(json_extract(library_faces.quality, '$.size'), 0), vector FROM library_faces "
+                        "LEFT JOIN photos ON photos.id = library_faces.photo_id ORDER BY library_faces.id")
+            at = 0
+            while True:
+                rows = cur.fetchmany(20_000)
+                if not rows:
+                    break
+                end = at + len(rows)
+                out["id"][at:end] = [r[0] for r in rows]
+                out["group"][at:end] = [r[1] for r in rows]
+                out["person"][at:end] = [r[2] for r in rows]
+                out["grouped"][at:end] = [bool(r[3]) for r in rows]
+                out["size"][at:end] = [r[4] for r in rows]
+                out["vector"][at:end] = np.frombuffer(b"".join(r[5] for r in rows), np.float32).reshape(-1, self.dim)
+                at = end
+            cur.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                cur.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            from ..gallery.sqlite import translate
+
+            raise translate(self.location, exc, self.store.timeout) from None
+        return out
 
     def gallery_photos_without_faces(self) -> tuple[np.ndarray, np.ndarray]:
         """Person ids and vectors of gallery photos that are not library faces (people enrolled by folder)."""

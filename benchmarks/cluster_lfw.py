@@ -143,7 +143,8 @@ def main() -> None:
           f"dev half {dev.sum()} faces, test half {(~dev).sum()}", flush=True)
     out = {"faces": int(found.sum()), "images_without_face": int((~found).sum()),
            "people": int(len(np.unique(person))), "dev_faces": int(dev.sum()), "test_faces": int((~dev).sum()),
-           "split": "people by sha256(name)[0] % 2 (0 = dev)", "published": PUBLISHED, "results": []}
+           "split": "people by sha256(name)[0] % 2 (0 = dev)", "published": PUBLISHED, "results": [],
+           "vectors_file": args.vectors}
 
     def report(name, vectors_name, x, run, grid, chosen_by="dev"):
         if grid is None:

@@ -86,7 +86,8 @@ def main() -> None:
     x, person, centres = search_scale.synthesize(args.size, model, rng, args.photos_per_person)
     base_rss = maxrss_mb()
     out = {"faces": args.size, "people": int(len(np.unique(person))), "machine_cores": os.cpu_count(),
-           "model": "sface+flip (synthetic, LFW covariances)"}
+           "model": "sface+flip (synthetic, LFW covariances)",
+           "fitted_on": args.vectors or "out/lfw_cache/all_images.npz"}
     with tempfile.TemporaryDirectory() as tmp:
         lib = open_library(Path(tmp) / "lib.db", model="sface+flip")
         t0 = time.perf_counter()

@@ -93,7 +93,8 @@ def regroup(tables, params: ClusterParams, full: bool = False) -> dict[str, Any]
         new_group = int(first + lab) if lab >= 0 else None
         if (old_group[r] if old_group[r] >= 0 else None) != new_group:
             moves.append((int(ids[r]), int(old_group[r]), new_group))
-    moved, to_named = tables.apply_grouping(moves, to_people, [int(ids[r]) for r in np.flatnonzero(unnamed)])
+    first_seen = ids[unnamed & ~st["grouped"]]  # flagged once, so later runs do not consider them new again
+    moved, to_named = tables.apply_grouping(moves, to_people, first_seen.tolist())
     n_groups = len(set(int(x) for x in labels if x >= 0))
     return {"mode": "full" if full else "incremental", "faces": int(len(ids)), "considered": int(len(new_rows)),
             "joined_people": to_named, "joined_groups": int(sum(1 for lab in got if lab >= 0 and lab % 2)),

@@ -64,6 +64,22 @@ def fill_library(lib, vectors: np.ndarray, start: int = 0) -> list[int]:
     return ids
 
 
+def ivf_recall(x: np.ndarray, lib, sample: int = 2000) -> dict:
+    """Share of the exact graph's edges (each face's k best above the threshold) the IVF search finds."""
+    from facelab.library.cluster import ivf_edges, neighbour_edges
+    from facelab.library.grouping import grouping_params
+
+    params = grouping_params(lib.model.name)
+    rows = np.random.default_rng(1).choice(len(x), sample, replace=False)
+    r, c, _ = neighbour_edges(x[rows], params.threshold, params.k + 1, others=x, exclude_self=False)
+    exact = {(int(rows[i]), int(j)) for i, j in zip(r, c) if rows[i] != j}
+    r2, c2, _ = ivf_edges(x, params.threshold, params.k)
+    wanted = set(rows.tolist())
+    found = {(int(i), int(j)) for i, j in zip(r2, c2) if int(i) in wanted}
+    return {"faces_sampled": sample, "exact_edges": len(exact), "found": len(exact & found),
+            "recall": round(len(exact & found) / max(len(exact), 1), 4)}
+
+
 def labels_by_face(lib) -> dict[int, int]:
     rows = lib.tables.read("SELECT library_faces.id, COALESCE(group_id, -1), COALESCE(photos.person_id, -1) FROM "
                            "library_faces LEFT JOIN photos ON photos.id = library_faces.photo_id")
@@ -104,6 +120,10 @@ def main() -> None:
         out["full_grouping"] = {**scores(np.array([lab[i] for i in ids]), person), "detail": g}
         print(f"full grouping: {out['full_grouping_s']} s, peak RSS {out['full_grouping_peak_rss_mb']} MB; "
               f"{ {k: v for k, v in out['full_grouping'].items() if k != 'detail'} }", flush=True)
+
+        if args.size > 30_000:  # the approximate (IVF) neighbours against exact ones, for 2,000 faces
+            out["ivf_edge_recall"] = ivf_recall(x, lib)
+            print(f"IVF edge recall: {out['ivf_edge_recall']}", flush=True)
 
         # name the 50 biggest groups, then add new faces and sort them incrementally
         groups = lib.people()["groups"][:50]

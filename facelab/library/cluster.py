@@ -148,8 +148,11 @@ def chinese_whispers(n: int, rows: np.ndarray, cols: np.ndarray, sims: np.ndarra
         a, b, w = a[first], b[first], sims[first]
         nodes = np.unique(np.concatenate([a, b]))  # dlib numbers the vertices 0..max: give it only these
         local = np.searchsorted(nodes, np.stack([a, b]))
-        sub = np.asarray(dlib.chinese_whispers(list(zip(local[0].tolist(), local[1].tolist(),
-                                                        w.astype(float).tolist()))), np.int64)
+        del key, first, a, b
+        edges = list(zip(local[0].tolist(), local[1].tolist(), w.astype(float).tolist()))
+        del local, w
+        sub = np.asarray(dlib.chinese_whispers(edges), np.int64)
+        del edges
         labels[nodes] = sub
     alone = np.flatnonzero(labels == UNSORTED)
     labels[alone] = labels.max(initial=-1) + 1 + np.arange(len(alone))

@@ -68,7 +68,9 @@ def regroup(tables, params: ClusterParams, full: bool = False) -> dict[str, Any]
         for a, b in ((face, other), (other, face)):
             if a in row_of and new[row_of[a]] and b in ref_label_of_face:
                 forbidden.setdefault(int(np.searchsorted(new_rows, row_of[a])), set()).add(ref_label_of_face[b])
-    got = assign(vec[new_rows], ref_vec, ref_lab, params.threshold, forbidden=forbidden)
+    # (no copy of a million vectors when there is nothing to join, as in a first full grouping)
+    got = assign(vec[new_rows], ref_vec, ref_lab, params.threshold, forbidden=forbidden) if len(ref_vec) else \
+        np.full(len(new_rows), -1, np.int64)
     to_people, moves = [], []
     old_group = st["group"]
     for r, lab in zip(new_rows, got):
@@ -84,7 +86,9 @@ def regroup(tables, params: ClusterParams, full: bool = False) -> dict[str, Any]
     if not full:
         pool |= unnamed & (old_group < 0)
     pool_rows = np.flatnonzero(pool)
-    labels = cluster(vec[pool_rows], params) if len(pool_rows) else np.zeros(0, np.int64)
+    pool_vec = vec if len(pool_rows) == len(vec) else vec[pool_rows]
+    labels = cluster(pool_vec, params) if len(pool_rows) else np.zeros(0, np.int64)
+    del pool_vec
     labels = _split_rejected(labels, pool_rows, ids, face_rejects, row_of)
 
     # full: every unnamed face that joined no person is in the pool, so the groups are renumbered 1.. by size

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from facelab.library.cluster import ClusterParams, cluster  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "cluster_lfw.json"
-SETTINGS = ROOT / "facelab" / "library" / "grouping.json"
+SETTINGS = ROOT / "facelab" / "models" / "grouping.json"
 METHOD_NAMES = {"whispers": "chinese whispers", "components": "connected components"}
 PUBLISHED = {"method": "approximate rank-order clustering (Otto, Wang, Jain, TPAMI 2018)",
              "data": "all 13,233 LFW images", "pairwise_f": 0.87}

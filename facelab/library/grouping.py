@@ -19,7 +19,7 @@ import numpy as np
 
 from .cluster import UNSORTED, ClusterParams, assign, cluster
 
-SETTINGS = Path(__file__).with_name("grouping.json")
+SETTINGS = Path(__file__).parents[1] / "models" / "grouping.json"  # packaged with the other model data
 MIN_FACE_PX = 40.0  # smaller faces embed poorly (as enrolment's default): they stay unsorted
 
 

@@ -308,9 +308,12 @@ def test_two_scans_at_once_store_each_face_once(photos, scanned, tmp_path):
     procs = [subprocess.Popen([sys.executable, "-m", "facelab", "library", "scan", str(photos), "-l", str(db),
                                "--no-progress", "--timeout", "60"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    codes = []
     for p in procs:
         _, err = p.communicate(timeout=300)
-        assert p.returncode == 7, err
+        codes.append(p.returncode)
+        assert p.returncode in (0, 7), err  # 7: it read the broken file (the other may have found it done)
+    assert 7 in codes
     assert _faces(db) == _faces(scanned)
 
 

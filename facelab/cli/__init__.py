@@ -28,6 +28,7 @@ COMMANDS = [
     "facelab.cli.train:dataset",
     "facelab.cli.train:train",
     "facelab.cli.serve:serve",
+    "facelab.cli.library:library",
 ]
 
 

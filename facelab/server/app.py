@@ -376,6 +376,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                              f"without keep_face)")
         return Response(content=jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
+    # ---- photo libraries (facelab/server/library.py) -----------------------------------------------------------
+    from .library import router as library_router
+
+    app.include_router(library_router, responses=ERRORS)
+
     # ---- webcam ---------------------------------------------------------------------------------------------
     app.add_api_websocket_route("/v1/stream", stream_endpoint)
     return app

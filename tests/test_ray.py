@@ -111,6 +111,22 @@ def test_ray_enrol_equals_the_single_process_enrol(ray_address, tree, single_pro
     assert_same_gallery(location, single_process)
 
 
+def test_ray_embed_equals_the_local_embed(ray_address, tree, tmp_path):
+    photos = sorted(str(p) for p in tree.glob("*/*.jpg"))
+    out = {}
+    for engine in ("local", "ray"):
+        out[engine] = tmp_path / f"{engine}.npy"
+        done = subprocess.run([sys.executable, "-m", "facelab", "embed", *photos, "-o", str(out[engine]),
+                               "--engine", engine, "--ray-address", ray_address], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    local, ray = np.load(out["local"]), np.load(out["ray"])
+    assert local.shape == (len(photos), 128)
+    np.testing.assert_allclose(ray, local, atol=1e-5)
+    assert json.loads(out["ray"].with_suffix(".json").read_text())["faces"] == \
+        json.loads(out["local"].with_suffix(".json").read_text())["faces"]
+
+
 def ray_workers_of_this_cluster() -> list[int]:
     """Pids of Ray Data's actor processes (`ray::MapWorker...`) of the cluster this test started."""
     pids = []

@@ -21,6 +21,7 @@ from typing import Any
 from ..extras import require
 
 ENV_ADDRESS = "RAY_ADDRESS"
+BLOCK_ITEMS = 32
 
 
 def require_ray(what: str) -> None:
@@ -40,14 +41,6 @@ def init(address: str | None = None) -> None:
         # a local cluster's workers import this very facelab (a source checkout need not be installed)
         kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": _import_root()}}
     ray.init(address=address, **kwargs)
-    import logging
-
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # not a log line per dataset on the user's terminal
-    from ray.data import DataContext
-
-    ctx = DataContext.get_current()
-    ctx.execution_options.preserve_order = True  # results come back in the order of the items
-    ctx.enable_progress_bars = False
 
 
 def _import_root() -> str:
@@ -96,32 +89,44 @@ def map_photos(items: Sequence[Any], fn: Callable[[Any], Any], *, setup: Callabl
     import ray.data
 
     init(address)
+    import logging
+
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # not a log line per dataset on the user's terminal
+    ray.data.DataContext.get_current().enable_progress_bars = False
     if workers is None:
         workers = max(1, cluster_cpus() // cpus_per_worker)
     workers = max(1, min(workers, -(-len(items) // batch_size)))  # no idle actors loading models for nothing
     # items travel pickled: work items are tuples of paths and options, which Arrow columns would not keep as-is
     rows = [{"index": i, "item": pickle.dumps(item)} for i, item in enumerate(items)]
-    ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), 4 * workers))
+    # blocks of ~32 items: a lost worker costs at most its block again, and every actor has work queued
+    blocks = min(len(rows), max(4 * workers, len(rows) // BLOCK_ITEMS))
+    ds = ray.data.from_items(rows, override_num_blocks=blocks)
     # Ray Data's actors default to max_restarts=-1, max_task_retries=-1: a killed worker is replaced and its
     # batch is run again
     ds = ds.map_batches(_worker_class(fn, setup, cpus_per_worker), batch_size=batch_size,
                         compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
                         batch_format="numpy")
+    # Results arrive as actors finish them; they are handed out in the order of `items` (a few wait here for an
+    # earlier one), so a caller that writes as it reads writes a prefix of the items, as a single process would.
+    waiting: dict[int, bytes] = {}
     expected = 0
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
         for index, result in zip(batch["index"], batch["result"]):
-            if int(index) != expected:  # preserve_order makes this impossible; say so rather than mis-assign
-                raise RuntimeError(f"Ray returned item {int(index)} where {expected} was due")
+            if int(index) >= expected:  # an item run again after a lost worker: its result is the same; keep one
+                waiting.setdefault(int(index), result)
+        while expected in waiting:
+            yield pickle.loads(waiting.pop(expected))
             expected += 1
-            yield pickle.loads(result)
-    if expected != len(items):
-        raise RuntimeError(f"Ray returned {expected} results for {len(items)} items")
+    if expected != len(items):  # never silently short: the caller would take the missing items as done
+        raise RuntimeError(f"Ray returned results for {expected} of {len(items)} items in order "
+                           f"(+{len(waiting)} after a gap)")
 
 
 # -- what the commands run on Ray ------------------------------------------------------------------------------
 def enrol_analyser(address: str | None = None, workers: int | None = None, cpus_per_worker: int = 1,
                    batch_size: int = 1):
-    """The `analyse` engine of Gallery.enrol_folder: the per-photo detection and embedding on Ray actors."""
+    """The `analyse` engine of Gallery.enrol_folder: the per-photo detection and embedding on Ray actors.
+    batch_size 1: photos reach the driver (and the gallery) one by one as they are done."""
     from functools import partial
 
     from ..gallery import enrol

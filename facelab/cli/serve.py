@@ -21,6 +21,9 @@ from .common import handle_errors
               help="Largest accepted image, megapixels. [default: 50]")
 @click.option("--threads", type=click.IntRange(1, 64), default=None,
               help="Inference threads (requests beyond these wait). [default: CPU count]")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Server processes sharing the port (uvicorn workers), each with its own models. Several "
+                   "processes on one SQLite gallery serialise their writes; use a postgresql:// gallery for many.")
 @click.option("--create-key", "create_key", is_flag=True,
               help="Create an API key, print it once (only its hash is kept) and exit.")
 @click.option("--key-name", default="default", show_default=True, help="A label for --create-key.")
@@ -30,7 +33,7 @@ from .common import handle_errors
                    "stops DNS-rebinding pages from reaching it.")
 @handle_errors
 def serve(host, port, gallery, data_dir, require_key, max_upload_mb, max_megapixels, threads, create_key, key_name,
-          allowed_hosts):
+          allowed_hosts, workers):
     """Serve the REST API (/v1, docs at /docs) and the web page (/).
 
     Gallery changes always need an API key (`Authorization: Bearer KEY`). When no key exists yet, one is
@@ -80,7 +83,21 @@ def serve(host, port, gallery, data_dir, require_key, max_upload_mb, max_megapix
     click.echo(f"open: {page}")
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: listening on {host}: other machines can reach this server", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+        return
+    # Worker processes are fresh interpreters: they build the app from an import string and read the settings
+    # from the environment (create_app_from_env).
+    import dataclasses
+    import json
+    import os
+
+    from ..server.app import SETTINGS_ENV
+
+    os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings), default=str)
+    click.echo(f"{workers} server processes share port {port}")
+    uvicorn.run("facelab.server.app:create_app_from_env", factory=True, workers=workers, host=host, port=port,
+                log_level="warning", access_log=False)
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -88,12 +88,13 @@ class Gallery:
 
     # -- people and photos ---------------------------------------------------------------------------------
     def enrol_folder(self, root, progress: bool = True, workers: int = 1, options: EnrolOptions | None = None,
-                     retry_skipped: bool = False, batch: int = 32) -> EnrolReport:
+                     retry_skipped: bool = False, batch: int = 32, analyse=None) -> EnrolReport:
         """Enrol ROOT/<person>/<photos>; re-running adds only new or changed files.
 
-        batch: photos written per transaction (a crash loses at most one batch, which a re-run redoes)."""
+        batch: photos written per transaction (a crash loses at most one batch, which a re-run redoes).
+        analyse: another engine for the per-photo work, e.g. facelab.distributed.ray_engine.enrol_analyser()."""
         return enrol_folder(self, root, progress=progress, workers=workers, options=options,
-                            retry_skipped=retry_skipped, batch=batch)
+                            retry_skipped=retry_skipped, batch=batch, analyse=analyse)
 
     def add_photo(self, person: str, image, source: str | None = None, face: int | None = None,
                   keep_face: bool = False) -> PhotoRecord:

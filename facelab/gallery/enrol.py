@@ -22,7 +22,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -224,7 +224,10 @@ def _results(jobs: list, workers: int, model: str) -> Iterator[dict[str, Any]]:
 
 
 def enrol_folder(gallery: "Gallery", root, progress: bool = True, workers: int = 1,
-                 options: EnrolOptions | None = None, retry_skipped: bool = False, batch: int = BATCH) -> EnrolReport:
+                 options: EnrolOptions | None = None, retry_skipped: bool = False, batch: int = BATCH,
+                 analyse: Callable[[list, str], Iterator[dict[str, Any]]] | None = None) -> EnrolReport:
+    """analyse(jobs, model): yields analyse_photo(job) for each job, in order, computed elsewhere (Ray); the
+    default runs it here or in `workers` processes. Writing stays here either way."""
     opts = options or EnrolOptions()
     root = Path(root)
     report = EnrolReport(str(root), gallery.location, workers=workers)
@@ -295,7 +298,8 @@ def enrol_folder(gallery: "Gallery", root, progress: bool = True, workers: int =
 
     group_photos: list[tuple[FileEntry, dict[str, Any]]] = []  # decided once the person's other photos are in
     try:
-        for job, res in zip(jobs, _results(jobs, workers, gallery.model.name)):
+        results = analyse(jobs, gallery.model.name) if analyse else _results(jobs, workers, gallery.model.name)
+        for job, res in zip(jobs, results):
             entry = entries[job[1]]
             if "photo" in res:
                 pending_photos.append(res["photo"])

@@ -44,6 +44,20 @@ def image_body(*names: str) -> dict:
         "application/json": {"schema": {"type": "object", "required": list(names), "properties": b64}}}}}
 
 
+SETTINGS_ENV = "FACELAB_SERVE_SETTINGS"
+
+
+def create_app_from_env() -> FastAPI:
+    """The app for `uvicorn --factory facelab.server.app:create_app_from_env`: `facelab serve --workers N` hands
+    its settings to each worker process as JSON in FACELAB_SERVE_SETTINGS (workers are new interpreters, so an app
+    object cannot be passed; an import string and the environment can)."""
+    import json
+    import os
+
+    raw = os.environ.get(SETTINGS_ENV)
+    return create_app(Settings(**json.loads(raw)) if raw else Settings())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     galleries = Galleries(settings)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from . import features
+from . import capabilities
 from .auth import require_read_key, require_write_key
 from .errors import ApiError
 
@@ -60,8 +60,8 @@ def _library(g):
 
 
 async def _run(request: Request, gallery: str, job):
-    features.api("galleries")
-    return await request.app.state.galleries.run(gallery, lambda g: features.plain(job(_library(g))))
+    capabilities.api("galleries")
+    return await request.app.state.galleries.run(gallery, lambda g: capabilities.plain(job(_library(g))))
 
 
 @router.get("/people", dependencies=read)
@@ -85,7 +85,7 @@ async def faces(request: Request, gallery: str, who: str = Query(..., max_length
 @router.get("/faces/{face_id}/thumb", dependencies=read, response_class=Response,
             responses={200: {"content": {"image/jpeg": {}}, "description": "the face's thumbnail"}})
 async def thumb(request: Request, gallery: str, face_id: int):
-    features.api("galleries")
+    capabilities.api("galleries")
     jpeg = await request.app.state.galleries.run(gallery, lambda g: _library(g).thumbnail(face_id))
     return Response(content=jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 

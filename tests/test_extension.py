@@ -171,9 +171,9 @@ def test_compare_gives_verify_answer_from_stored_vectors(astronaut):
     answer = facelab.compare(stored_a, b.embedding, model="sface")
     assert answer.to_dict() == {**result.to_dict(), "faces": []}
     assert answer.same and answer.point.threshold == result.point.threshold
-    strict = facelab.compare(a, b, far=1e-3)
-    assert strict.to_dict() == {**facelab.verify(astronaut, moved, far=1e-3).to_dict(), "faces": []}
-    assert strict.point.far <= 1e-3 and strict.point.threshold > answer.point.threshold
+    strict = facelab.compare(a, b, far=1e-5)  # stricter than the FAR 1e-4 default
+    assert strict.to_dict() == {**facelab.verify(astronaut, moved, far=1e-5).to_dict(), "faces": []}
+    assert strict.point.far <= 1e-5 and strict.point.threshold > answer.point.threshold
 
 
 def test_compare_refuses_what_is_not_two_embeddings_of_one_model(astronaut):

@@ -46,10 +46,9 @@ BLOCK = 512            # rows per matrix-product block
 
 # -- data ------------------------------------------------------------------------------------------------------
 def lfw_root() -> Path:
-    for cand in (LFW, Path("/work/shared/data/lfw")):
-        if (cand / "images_wanted.txt").exists():
-            return cand
-    sys.exit(f"no LFW at {LFW}")
+    if (LFW / "images_wanted.txt").exists():
+        return LFW
+    sys.exit(f"no LFW at {LFW} (../shared/data/lfw beside the checkout)")
 
 
 def load_vectors(path: Path | None = None) -> dict:

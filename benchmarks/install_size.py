@@ -123,7 +123,7 @@ def main() -> None:
         result: dict = {"wheel": wheel.name, "wheel_bytes": wheel.stat().st_size,
                         "python": platform.python_version(), "machine": platform.machine(),
                         "cpus": os.cpu_count(), "load_avg_1min_start": round(os.getloadavg()[0], 2),
-                        "photos": [str(a), str(b)]}
+                        "photos": [os.path.relpath(a, ROOT), os.path.relpath(b, ROOT)]}
 
         # A clean virtualenv to a first verify answer: venv + pip install (pip's cache warm) + first verify.
         core = tmp / "core"

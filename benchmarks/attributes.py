@@ -29,9 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import facelab  # noqa: E402
-from facelab.attributes import analyse_faces, plan  # noqa: E402
+from facelab.attributes import plan  # noqa: E402
 from facelab.attributes.expression import CLASSES, Expression  # noqa: E402
-from facelab.images import load_image  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 

@@ -117,7 +117,6 @@ def dlib_raw_norm(names, n: int = 100) -> tuple[float, float]:
     from facelab.embedders import DlibEmbedder
     from facelab.images import load_image
     from facelab.pipeline import FaceAnalysis
-
     from lfw_cache import LFW
 
     embedder, analysis, norms = DlibEmbedder(), FaceAnalysis(), []
@@ -143,8 +142,8 @@ def tune(run, x, truth, grid):
 def main() -> None:
     import argparse
 
-    from lfw_all_images import OUT, load
     from facelab.embedders import FusedEmbedder
+    from lfw_all_images import OUT, load
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--vectors", default=str(OUT), help="the all-images cache (default: out/lfw_cache/all_images.npz)")

@@ -49,14 +49,13 @@ def measure_images(names: np.ndarray, root: Path) -> dict[str, np.ndarray]:
         cached = np.load(MEASURES)
         if list(cached["names"]) == list(names):
             return {k: cached[k] for k in cached.files}
-    from lfw_cache import CACHE as LFW_CACHE
-    from lfw_verify import pipeline_landmarks
-
     from facelab.align import align_face
     from facelab.attributes.skin_tone import measure
     from facelab.images import load_image
     from facelab.pipeline import get_detector
     from facelab.pose import estimate_pose, estimate_quality
+    from lfw_cache import CACHE as LFW_CACHE
+    from lfw_verify import pipeline_landmarks
 
     det = np.load(LFW_CACHE / "det.npz")
     index = {n: i for i, n in enumerate(det["names"])}

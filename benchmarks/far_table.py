@@ -93,12 +93,11 @@ def registered_vectors(data: dict, name: str) -> np.ndarray:
     names = [str(n) for n in data["names"]]
     if cache.exists() and list(np.load(cache)["names"]) == names:
         return np.load(cache)["vectors"]
-    from lfw_cache import CACHE
-    from lfw_verify import pipeline_landmarks
-
     from facelab.align import align_face
     from facelab.images import load_image
     from facelab.pipeline import get_detector
+    from lfw_cache import CACHE
+    from lfw_verify import pipeline_landmarks
 
     det = np.load(CACHE / "det.npz")
     det = {k: det[k] for k in det.files}

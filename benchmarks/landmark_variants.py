@@ -7,16 +7,24 @@ upS: YuNet re-run at scale S; msS: average of scales 1 and S; *_const: constant 
 the warp. Prints LFW View 1 (development pairs, 2-fold) and View 2 (10-fold) accuracy per variant: a variant
 counts as better only if View 1 agrees (View 1 is where LFW says to choose a method). Vectors go to out/.
 """
-import sys, time, numpy as np, cv2
+import sys
+import time
+
+import cv2
+import numpy as np
+
 sys.path.insert(0, "benchmarks"); sys.path.insert(0, ".")
 from pathlib import Path
-from facelab.evaluation.lfw import read_pairs, evaluate_scores
+
+from facelab.align import ARCFACE_TEMPLATE, similarity_transform
+from facelab.evaluation.lfw import evaluate_scores, read_pairs
 from facelab.images import load_image, to_bgr
 from facelab.pipeline import get_detector, get_embedder
-from facelab.align import similarity_transform, ARCFACE_TEMPLATE
+
 LFW = Path("../shared/data/lfw")
 pairs = read_pairs(LFW / "pairs.txt")
 from lfw_cache import view1_pairs
+
 v1 = view1_pairs()
 names = sorted({p.a for p in pairs} | {p.b for p in pairs} | {n for a, b, _ in v1 for n in (a, b)})
 idx = {n: i for i, n in enumerate(names)}
@@ -54,6 +62,7 @@ def flipped_landmarks(bgr, ref_box, scale=1.0):
     return lm[[1, 0, 2, 4, 3]]  # swap left/right eyes and mouth corners
 
 from facelab.pipeline import FaceAnalysis, pick_main_face
+
 fa = FaceAnalysis(); fa.detector.refine_roll = False
 out = {v: np.zeros((len(names), 128), np.float32) for v in variants}
 t0 = time.time()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -83,9 +83,9 @@ def run_stage(name: str, names: list[str], fn: Callable[[str], dict], every: int
 def detect_stage(names: list[str], root: Path = LFW, tag: str = "det") -> dict[str, np.ndarray]:
     """YuNet through FaceAnalysis.detect_rgb (detect, align, pose, quality) on each image; the main face's
     box and landmarks both without and with the dlib roll refinement, and both roll estimates."""
+    from facelab.detectors import Detection
     from facelab.images import load_image, to_bgr
     from facelab.pipeline import FaceAnalysis, pick_main_face
-    from facelab.detectors import Detection
 
     analysis = FaceAnalysis()
     detector = analysis.detector
@@ -131,9 +131,9 @@ def sface_stage(names: list[str], landmarks: dict[str, np.ndarray], tag: str, ro
     """SFace on the aligned crop: RGB feed, its mirror image (for flip averaging) and (optionally) BGR feed.
     Vectors are unit length; flip averaging is `embedders.flip_average(rgb, rgb_mirror)`."""
     from facelab.align import align_face
+    from facelab.embedders import SFaceEmbedder
     from facelab.images import load_image
     from facelab.pipeline import get_embedder
-    from facelab.embedders import SFaceEmbedder
 
     rgb_net = get_embedder("sface")
     bgr_net = SFaceEmbedder(order="bgr") if bgr else None

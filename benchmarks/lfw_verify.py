@@ -19,8 +19,18 @@ import json
 
 import numpy as np
 
-from lfw_cache import CACHE, LFW, ROOT, detect_stage, dlib_mirror_stage, dlib_stage, face_recognition_stage, \
-    fill_missing, sface_stage, view1_pairs
+from lfw_cache import (
+    CACHE,
+    LFW,
+    ROOT,
+    detect_stage,
+    dlib_mirror_stage,
+    dlib_stage,
+    face_recognition_stage,
+    fill_missing,
+    sface_stage,
+    view1_pairs,
+)
 
 RESULTS = ROOT / "benchmarks" / "results"
 PLOTS = ROOT / "out" / "lfw_verify"

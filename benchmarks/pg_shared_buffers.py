@@ -26,9 +26,7 @@ for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_scale import (DIM, ROOT, exact_topk, fit_face_model, load_cache, pct, pg_copy_binary,  # noqa: E402
-                          recall, synthesize)
-
+from search_scale import DIM, ROOT, exact_topk, fit_face_model, load_cache, pct, pg_copy_binary, recall, synthesize  # noqa: E402
 
 WARM_QUERIES = 2000
 

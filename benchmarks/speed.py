@@ -53,7 +53,7 @@ def worker_facelab(paths: list[str]) -> dict:
     t_import = time.perf_counter() - t0
     from facelab.align import align_face
     from facelab.images import load_image
-    from facelab.pipeline import get_detector, get_embedder, pick_main_face
+    from facelab.pipeline import get_detector, get_embedder
     from facelab.pose import estimate_pose, estimate_quality
 
     t0 = time.perf_counter()

@@ -30,7 +30,7 @@ __all__ = ["detect", "embed", "verify", "compare", "load_image", "models", "anal
 
 
 def detect(image, *, min_size=None, min_score=None, max_yaw=None, max_pitch=None, max_roll=None,
-           detector: str = "yunet", order: ChannelOrder = "rgb") -> list["Face"]:
+           detector: str = "yunet", order: ChannelOrder = "rgb") -> list[Face]:
     """Every face in `image`, left to right: box, score, 5 landmarks, pose (degrees), quality."""
     from .pipeline import FaceFilter, shared_analysis
 
@@ -39,7 +39,7 @@ def detect(image, *, min_size=None, min_score=None, max_yaw=None, max_pitch=None
     return shared_analysis(detector=detector).detect(image, filters, order=order)
 
 
-def embed(image, *, model: str = "sface", flip: bool = False, order: ChannelOrder = "rgb") -> list["Face"]:
+def embed(image, *, model: str = "sface", flip: bool = False, order: ChannelOrder = "rgb") -> list[Face]:
     """Every face in `image` with `.embedding` (unit vector) and `.embedding_model` set."""
     from .pipeline import shared_analysis
 
@@ -48,7 +48,7 @@ def embed(image, *, model: str = "sface", flip: bool = False, order: ChannelOrde
 
 def verify(image_a, image_b, *, model: str = "sface", flip: bool = False, threshold: float | None = None,
            far: float | None = None, face_a: int | None = None, face_b: int | None = None,
-           order: ChannelOrder = "rgb") -> "Verification":
+           order: ChannelOrder = "rgb") -> Verification:
     """Same person or not. Uses the main face of each photo unless face_a / face_b pick one by index."""
     from .pipeline import shared_analysis
 
@@ -57,7 +57,7 @@ def verify(image_a, image_b, *, model: str = "sface", flip: bool = False, thresh
 
 
 def compare(a, b, *, model: str | None = None, threshold: float | None = None,
-            far: float | None = None) -> "Verification":
+            far: float | None = None) -> Verification:
     """Same person or not, from two embeddings already computed: `Face`s from facelab.embed, or unit vectors
     (a stored embedding, a list of numbers). The answer is verify's: the model's calibrated threshold, or
     `threshold`, or the threshold for a target false-accept rate `far`. model: the embedder that made both
@@ -82,7 +82,7 @@ def register_detector(name: str, factory, *, replace: bool = False) -> None:
     _register(name, factory, replace=replace)
 
 
-def analyze(image, attributes=None, *, order: ChannelOrder = "rgb") -> list["Face"]:
+def analyze(image, attributes=None, *, order: ChannelOrder = "rgb") -> list[Face]:
     """Every face with `face.attributes` filled: age, gender, expression, eyewear, mask, skin_tone, emoticon and
     the classifiers registered with `facelab models add`, each under its model name (or only the names in
     `attributes`, a list or comma-separated string; only their models load).

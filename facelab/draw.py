@@ -1,7 +1,7 @@
 """Draw faces on a photo (boxes, landmarks, labels) for `--draw` and the demos."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

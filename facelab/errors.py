@@ -35,6 +35,18 @@ class StoreError(FacelabError):
     code = "store_error"
 
 
+class NotFound(StoreError):
+    """A person, photo, face, group or gallery that does not exist (HTTP 404; CLI exit code 6 like any store error)."""
+
+    code = "not_found"
+
+
+class Conflict(StoreError):
+    """The change contradicts what is stored (a name already taken, a group that changed meanwhile): HTTP 409."""
+
+    code = "conflict"
+
+
 EXIT_OK = 0
 EXIT_NEGATIVE = 1
 EXIT_USAGE = 2

@@ -18,8 +18,9 @@ face is someone else; folders get named twice ("G_Bush", "George_W_Bush"). Both 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

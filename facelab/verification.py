@@ -114,7 +114,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(np.asarray(a, np.float32).ravel(), np.asarray(b, np.float32).ravel()))
 
 
-def quality_concerns(face: "Face", name: str = "face", floor: dict[str, float] | None = None) -> list[str]:
+def quality_concerns(face: Face, name: str = "face", floor: dict[str, float] | None = None) -> list[str]:
     """Why this face is too small, blurred or turned for a reliable decision (empty: it is fine)."""
     floor = QUALITY_FLOOR if floor is None else floor
     out = []

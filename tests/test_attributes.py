@@ -255,10 +255,10 @@ def test_fer_crop_greys_after_warping():
     """fer_crop warps the colour photo and greys the small result (cheaper on big photos): within one grey level
     of greying the whole photo first."""
     import cv2
+    from skimage import data
 
     from facelab.align import similarity_transform
     from facelab.attributes.expression import FER_SIZE, FER_TEMPLATE, SUPERSAMPLE, fer_crop
-    from skimage import data
 
     rgb = data.astronaut()
     marks = facelab.detect(rgb)[0].landmarks

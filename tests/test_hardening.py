@@ -109,8 +109,9 @@ def test_gallery_stats_reports_the_index_searches_use(tmp_path):
 
 
 def test_rest_delete_removes_the_index_file_with_the_gallery(tmp_path):
-    from .test_server import make_client
     from facelab.server.auth import create_key
+
+    from .test_server import make_client
 
     data = tmp_path / "data"
     (data / "galleries").mkdir(parents=True)

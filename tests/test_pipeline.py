@@ -129,8 +129,8 @@ def test_flip_averaging_changes_the_vector_and_its_tag(astronaut):
 
 
 def test_main_face_is_the_largest_near_the_centre(astronaut):
-    from facelab.pipeline import pick_main_face
     from facelab.faces import Face
+    from facelab.pipeline import pick_main_face
 
     lm = np.zeros((5, 2))
     small_centre = Face(box=(240, 240, 30, 30), score=1, landmarks=lm)

@@ -290,10 +290,13 @@ def test_internal_errors_hide_the_stack_trace(client, jpg, monkeypatch):
 
 
 def test_facelab_error_codes_map_to_statuses():
-    from facelab.errors import ImageError, ModelError, NoFaceError, StoreError
+    from facelab.errors import Conflict, ImageError, ModelError, NoFaceError, NotFound, StoreError
     from facelab.server.errors import status_for
 
     assert [status_for(e("x")) for e in (ImageError, NoFaceError, ModelError, StoreError)] == [400, 422, 503, 409]
+    # a missing thing is a 404 by its type, whatever its message says (no matching of message text)
+    assert status_for(NotFound("x")) == 404 and status_for(StoreError("no person named 'x'")) == 409
+    assert status_for(Conflict("no person named 'x'")) == 409
 
 
 # ---- features not in this build answer 501 ------------------------------------------------------------------
@@ -440,10 +443,10 @@ class StandInGallery:
         return None  # the stand-in keeps no crops
 
     def remove_photo(self, photo_id):
-        from facelab.errors import StoreError
+        from facelab.errors import NotFound
 
         if photo_id not in self.photos:
-            raise StoreError(f"{self.location}: no photo with id {photo_id}")  # as the real store words it
+            raise NotFound(f"{self.location}: no photo with id {photo_id}")  # as the real store raises it
         del self.photos[photo_id]
 
     def people(self):

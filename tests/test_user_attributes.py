@@ -10,7 +10,6 @@ import json
 import shutil
 import tomllib
 
-import numpy as np
 import pytest
 
 from .conftest import run_cli

@@ -10,7 +10,7 @@ when all attributes are asked for.
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -65,7 +65,7 @@ def resolve(names) -> list[str]:
     return [n for n in REGISTRY if n in todo] + extra
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_analyser(key: str, wanted: tuple[str, ...]):
     return analyser_class(wanted[0])(wanted)
 

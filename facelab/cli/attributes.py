@@ -68,6 +68,7 @@ def analyze(photos, as_json, draw, attributes):
     Exit code 4 if a photo has no face; 7 if some photos of several failed.
     """
     import facelab
+
     from ..draw import draw_faces
     from ..images import load_image, save_image
 
@@ -104,6 +105,7 @@ def analyze(photos, as_json, draw, attributes):
 def emoticon(photo, output, size, as_json):
     """Draw the emoticon of every face in PHOTO (SVG or PNG) and print its emoji string."""
     import facelab
+
     from ..attributes.emoticon import face_shapes, to_png, to_svg
 
     out = Path(output)

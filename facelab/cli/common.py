@@ -5,14 +5,14 @@ import functools
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 from ..errors import EXIT_OK, EXIT_PARTIAL, FacelabError
 from ..extras import from_import_error
-
 
 EXIT_INTERNAL = 8  # an exception nobody foresaw: a bug, or the machine (disk, memory) failing under us
 

@@ -9,8 +9,22 @@ import click
 
 from ..distributed.options import engine_options
 from ..errors import EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, FacelabError, NoFaceError
-from .common import (DEGREES, FACE_INDEX, FAR, PIXELS, SCORE, SIMILARITY, drawing_path, batch_exit_code, echo_json,
-                     finish_batch, handle_errors, output_file, record_failure)
+from .common import (
+    DEGREES,
+    FACE_INDEX,
+    FAR,
+    PIXELS,
+    SCORE,
+    SIMILARITY,
+    batch_exit_code,
+    drawing_path,
+    echo_json,
+    finish_batch,
+    handle_errors,
+    output_file,
+    record_failure,
+)
+
 
 class EmbedderName(click.ParamType):
     """A built-in embedder, or a user model of task "embedding" registered with `facelab models add`."""

@@ -8,8 +8,22 @@ import click
 
 from ..distributed.options import engine_options, ray_workers
 from ..errors import EXIT_NEGATIVE, EXIT_OK, EXIT_PARTIAL, FacelabError, NoFaceError
-from .common import (DEGREES, FACE_INDEX, FAR, FAR_OR_ZERO, PIXELS, SECONDS, SHARE, SIMILARITY, batch_exit_code,
-                     echo_json, finish_batch, handle_errors, output_file, record_failure)
+from .common import (
+    DEGREES,
+    FACE_INDEX,
+    FAR,
+    FAR_OR_ZERO,
+    PIXELS,
+    SECONDS,
+    SHARE,
+    SIMILARITY,
+    batch_exit_code,
+    echo_json,
+    finish_batch,
+    handle_errors,
+    output_file,
+    record_failure,
+)
 
 AUTO_CHECK_LIMIT = 50_000  # embeddings; `gallery enrol` runs `gallery check` up to this size (cost grows with people²)
 GALLERY_HELP = "Gallery: a SQLite file (people.db) or postgresql://user@host/db (pgvector)."

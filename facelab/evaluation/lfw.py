@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -105,10 +105,10 @@ def evaluate_scores(pairs: list[Pair], scores: np.ndarray) -> dict:
 
 def embed_images(root: Path, names: Iterable[str], analysis, progress: Callable | None = None) -> dict:
     """Embed the main face of each image; returns vectors, the no-face list and per-stage timings."""
+    from ..align import align_face
+    from ..faces import Face
     from ..images import load_image
     from ..pipeline import pick_main_face
-    from ..faces import Face
-    from ..align import align_face
 
     names = list(names)
     vectors: dict[str, np.ndarray] = {}

@@ -18,15 +18,21 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import NoFaceError, StoreError
+from ..errors import NoFaceError, NotFound, StoreError
 from ..verification import quality_concerns
 from .audit import GalleryCheck, check_gallery
+from .enrol import (
+    MAX_CANDIDATES,
+    EnrolOptions,
+    EnrolReport,
+    choose_face,
+    enrol_folder,
+    match_threshold,
+    person_references,
+)
 from .export_format import EXPORT_FORMAT, load_export, parse_people
-from .enrol import (MAX_CANDIDATES, EnrolOptions, EnrolReport, choose_face, enrol_folder, match_threshold,
-                    person_references)
 from .identify import DEFAULT_SCORING, Identification, Lookalike, Match, default_threshold, rank_people
 from .store import ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store, model_info, split_model_name
-
 
 
 def is_postgres(location: str) -> bool:
@@ -34,7 +40,7 @@ def is_postgres(location: str) -> bool:
 
 
 def open_gallery(location, model: str | None = None, create: bool = True, timeout: float = 10.0,
-                 **options) -> "Gallery":
+                 **options) -> Gallery:
     """Open (or create) a gallery: a file path (SQLite) or a postgresql:// URI (PostgreSQL + pgvector).
 
     model: the embedder; None = the gallery's own (a new gallery gets "sface"). A different model than the
@@ -68,7 +74,7 @@ class Gallery:
     def model(self) -> ModelInfo:
         return self.store.model
 
-    def __enter__(self) -> "Gallery":
+    def __enter__(self) -> Gallery:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -101,8 +107,7 @@ class Gallery:
         """Add one photo of `person`: face number `face`, else the one face that matches the person's stored photos
         (FAR 0.1 %), else the main face. keep_face: also keep a small JPEG crop of the face in the gallery.
         Raises on no face or a duplicate."""
-        from ..images import face_jpeg
-        from ..images import load_image
+        from ..images import face_jpeg, load_image
         from ..pipeline import pick_main_face
         from .store import file_sha256
 
@@ -171,7 +176,7 @@ class Gallery:
     def remove_photo(self, photo_id: int) -> None:
         pid = photo_id_or_none(photo_id)
         if pid is None or not self.store.remove_photos([pid]):
-            raise StoreError(f"{self.location}: no photo with id {str(photo_id)[:40]}")
+            raise NotFound(f"{self.location}: no photo with id {str(photo_id)[:40]}")
 
     def people(self) -> list[PersonRecord]:
         return self.store.people()
@@ -179,7 +184,7 @@ class Gallery:
     def person(self, name: str) -> PersonRecord:
         rec = self.store.person(name)
         if rec is None:
-            raise StoreError(f"{self.location}: no person named {name!r}")
+            raise NotFound(f"{self.location}: no person named {name!r}")
         rec.sources = [p.source or f"photo {p.id}" for p in self.store.photos_of(name)]
         return rec
 

@@ -49,7 +49,7 @@ class GalleryCheck:
                 "similar_people": [p.to_dict() for p in self.people]}
 
 
-def check_gallery(gallery: "Gallery", far: float = 0.001, share: float = 0.5,
+def check_gallery(gallery: Gallery, far: float = 0.001, share: float = 0.5,
                   neighbours: int = 5) -> GalleryCheck:
     """Suspect photos (worst first) and pairs of people who may be one person (most alike first)."""
     from .enrol import match_threshold

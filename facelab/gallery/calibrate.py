@@ -151,7 +151,7 @@ def measured_fpir(scores: np.ndarray, weights: np.ndarray, threshold: float) -> 
     return float(weights[scores >= threshold].sum() / weights.sum())
 
 
-def calibrate(gallery: "Gallery", fpir: float = 0.01, scoring: str = "mean", dry_run: bool = False) -> Calibration:
+def calibrate(gallery: Gallery, fpir: float = 0.01, scoring: str = "mean", dry_run: bool = False) -> Calibration:
     """Measure the open-set threshold on this gallery (leave-one-person-out) and store it in the gallery.
 
     Nothing is stored when the request is bad or the gallery has too few people (CalibrationError)."""
@@ -188,7 +188,7 @@ def calibrate(gallery: "Gallery", fpir: float = 0.01, scoring: str = "mean", dry
     return result
 
 
-def load(gallery: "Gallery") -> dict[str, Any] | None:
+def load(gallery: Gallery) -> dict[str, Any] | None:
     """Every stored calibration, by scoring (None if the gallery was never calibrated)."""
     raw = gallery.store.get_meta(META_KEY)
     if not raw:
@@ -200,7 +200,7 @@ def load(gallery: "Gallery") -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def stored_calibration(gallery: "Gallery", scoring: str) -> Calibration | None:
+def stored_calibration(gallery: Gallery, scoring: str) -> Calibration | None:
     """The calibration stored for this scoring and the gallery's model, or None."""
     entry = (load(gallery) or {}).get(scoring)
     if not isinstance(entry, dict) or entry.get("model") != gallery.model.name:

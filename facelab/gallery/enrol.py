@@ -20,9 +20,10 @@ import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -223,7 +224,7 @@ def _results(jobs: list, workers: int, model: str) -> Iterator[dict[str, Any]]:
         yield from pool.imap(analyse_photo, jobs, chunksize=4)
 
 
-def enrol_folder(gallery: "Gallery", root, progress: bool = True, workers: int = 1,
+def enrol_folder(gallery: Gallery, root, progress: bool = True, workers: int = 1,
                  options: EnrolOptions | None = None, retry_skipped: bool = False, batch: int = BATCH,
                  analyse: Callable[[list, str], Iterator[dict[str, Any]]] | None = None) -> EnrolReport:
     """analyse(jobs, model): yields analyse_photo(job) for each job, in order, computed elsewhere (Ray); the
@@ -327,7 +328,7 @@ def enrol_folder(gallery: "Gallery", root, progress: bool = True, workers: int =
     return report
 
 
-def _decide_group_photos(gallery: "Gallery", group_photos: list, opts: EnrolOptions, report: EnrolReport,
+def _decide_group_photos(gallery: Gallery, group_photos: list, opts: EnrolOptions, report: EnrolReport,
                          photos: list[NewPhoto], files: list[FileEntry]) -> None:
     """Queue each group photo's matching face for storage, or record why none was chosen."""
     threshold = match_threshold(gallery.model.name, opts.match_far)

@@ -69,7 +69,7 @@ class Match:
 
 @dataclass
 class Identification:
-    face: "Face | None"
+    face: Face | None
     matches: list[Match]
     threshold: float
     far: float | None = None
@@ -95,7 +95,7 @@ class Identification:
 
 @dataclass
 class Lookalike:
-    face: "Face | None"
+    face: Face | None
     person: str | None
     similarity: float | None
     photo: dict[str, Any] | None = field(default=None)
@@ -111,7 +111,7 @@ def candidate_count(top_k: int, n_vectors: int) -> int:
     return min(n_vectors, max(50, 10 * top_k)) if n_vectors else 0
 
 
-def rank_people(gallery: "Gallery", queries: np.ndarray, top_k: int, scoring: str = DEFAULT_SCORING
+def rank_people(gallery: Gallery, queries: np.ndarray, top_k: int, scoring: str = DEFAULT_SCORING
                 ) -> list[list[Match]]:
     """For each query vector, the top_k people, best first, scored as `scoring` says."""
     if scoring not in SCORINGS:

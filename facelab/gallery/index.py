@@ -171,7 +171,7 @@ class HnswIndex:
         return bytes(self.index.save())
 
     @classmethod
-    def from_bytes(cls, dim: int, data: bytes) -> "HnswIndex":
+    def from_bytes(cls, dim: int, data: bytes) -> HnswIndex:
         from usearch.index import Index
 
         index = Index.restore(bytearray(data))

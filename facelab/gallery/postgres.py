@@ -14,16 +14,28 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import NotFound, StoreError
 from ..extras import MissingExtra
 from ..extras import message as extras_message
-from .store import (DEFAULT_MODEL, SCHEMA_VERSION, FileEntry, ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store,
-                    model_info, person_folders, unique_merge_target)
+from .store import (
+    DEFAULT_MODEL,
+    SCHEMA_VERSION,
+    FileEntry,
+    ModelInfo,
+    NewPhoto,
+    PersonRecord,
+    PhotoRecord,
+    Store,
+    model_info,
+    person_folders,
+    unique_merge_target,
+)
 from .vectors import checked_person_name, checked_vector
 
 # pgvector HNSW, measured at 100k SFace-like vectors (benchmarks/search_scale.py --pg-m 32 --pg-ef-construction 128):
@@ -75,7 +87,7 @@ class PostgresStore(Store):
             exists = self.conn.execute("SELECT to_regclass(%s)", (f"{schema}.meta",)).fetchone()[0] is not None
             if not exists:
                 if not create:
-                    raise StoreError(f"{self.location}: no gallery here (create one with `facelab gallery enrol "
+                    raise NotFound(f"{self.location}: no gallery here (create one with `facelab gallery enrol "
                                      f"ROOT --gallery {self.location}`)")
                 self._create(model or model_info(DEFAULT_MODEL))
             stored = dict(self.conn.execute(f"SELECT key, value FROM {schema}.meta").fetchall())
@@ -283,7 +295,7 @@ class PostgresStore(Store):
     def _need(self, cur, name: str) -> int:
         pid = self._person_id(cur, name, create=False)
         if pid is None:
-            raise StoreError(f"{self.location}: no person named {name!r}")
+            raise NotFound(f"{self.location}: no person named {name!r}")
         return pid
 
     def rename_person(self, old: str, new: str) -> None:

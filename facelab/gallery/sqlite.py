@@ -25,16 +25,28 @@ import os
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import NotFound, StoreError
 from .index import HNSW_THRESHOLD, ExactIndex, HnswIndex
-from .store import (DEFAULT_MODEL, SCHEMA_VERSION, model_info, FileEntry, ModelInfo, NewPhoto, PersonRecord, PhotoRecord, Store,
-                    person_folders, unique_merge_target)
+from .store import (
+    DEFAULT_MODEL,
+    SCHEMA_VERSION,
+    FileEntry,
+    ModelInfo,
+    NewPhoto,
+    PersonRecord,
+    PhotoRecord,
+    Store,
+    model_info,
+    person_folders,
+    unique_merge_target,
+)
 from .vectors import checked_person_name, checked_vector, stored_vector
 
 SCHEMA = """
@@ -83,7 +95,7 @@ class SqliteStore(Store):
         self.hnsw_threshold = hnsw_threshold
         exists = self.path.exists() and self.path.stat().st_size > 0
         if not exists and not create:
-            raise StoreError(f"{self.location}: no such gallery (create one with `facelab gallery enrol ROOT "
+            raise NotFound(f"{self.location}: no such gallery (create one with `facelab gallery enrol ROOT "
                              f"--gallery {self.location}`)")
         if not exists and not self.path.parent.is_dir():
             raise StoreError(f"{self.location}: folder {self.path.parent} does not exist")
@@ -305,7 +317,7 @@ class SqliteStore(Store):
     def _need(self, cur: sqlite3.Cursor, name: str) -> int:
         pid = self._person_id(cur, name, create=False)
         if pid is None:
-            raise StoreError(f"{self.location}: no person named {name!r}")
+            raise NotFound(f"{self.location}: no person named {name!r}")
         return pid
 
     def rename_person(self, old: str, new: str) -> None:
@@ -431,7 +443,7 @@ class SqliteStore(Store):
     def embedding_count(self) -> int:
         return int(self.read("SELECT COUNT(*) FROM embeddings WHERE model = ?", (self.model.name,))[0][0])
 
-    def search_index(self) -> "_VectorSearch":
+    def search_index(self) -> _VectorSearch:
         if self._search is None:
             self._search = _VectorSearch(self)
         self._search.sync()

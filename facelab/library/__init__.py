@@ -28,7 +28,7 @@ DEFAULT_LIBRARY_MODEL = "sface+flip"  # the vectors the grouping was measured be
 GROUP_PREFIX = "group:"
 
 
-def open_library(location, model: str | None = None, create: bool = True, timeout: float = 10.0) -> "Library":
+def open_library(location, model: str | None = None, create: bool = True, timeout: float = 10.0) -> Library:
     """Open (or create) a library. A new one gets `model` (default sface+flip); an existing one keeps its own and
     opening it with another model is refused."""
     location = str(location)
@@ -67,7 +67,7 @@ class Library:
     def close(self) -> None:
         self.gallery.close()
 
-    def __enter__(self) -> "Library":
+    def __enter__(self) -> Library:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -13,9 +13,10 @@ import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import FacelabError
 from ..gallery.enrol import IMAGE_SUFFIXES

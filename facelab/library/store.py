@@ -18,20 +18,17 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import Conflict, NotFound, StoreError
 
-
-class LibraryNotFound(StoreError):
-    code = "not_found"
-
-
-class LibraryConflict(StoreError):
-    code = "conflict"
+# The library's names for the shared typed errors (kept: callers and tests import them from here).
+LibraryNotFound = NotFound
+LibraryConflict = Conflict
 
 
 SCHEMA = """

@@ -10,7 +10,6 @@ import logging
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Optional
 
 import anyio
 from fastapi import Depends, FastAPI, Query, Request
@@ -21,6 +20,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import facelab
 
+from ..errors import NotFound
 from . import capabilities, schemas
 from .auth import KeyStore, require_read_key, require_write_key
 from .errors import ApiError, install_error_handlers
@@ -144,8 +144,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # ---- faces ----------------------------------------------------------------------------------------------
     @app.post("/v1/detect", response_model=schemas.DetectResponse, dependencies=read, responses=ERRORS,
               openapi_extra=image_body("image"), tags=["faces"])
-    async def detect(request: Request, min_size: Optional[float] = Query(None, ge=0),
-                     min_score: Optional[float] = Query(None, ge=0, le=1)):
+    async def detect(request: Request, min_size: float | None = Query(None, ge=0),
+                     min_score: float | None = Query(None, ge=0, le=1)):
         """Every face: box, score, 5 landmarks, head pose, quality (left to right)."""
         (rgb,) = await images(request, "image")
         faces = await infer(facelab.detect, rgb, min_size=min_size, min_score=min_score)
@@ -164,9 +164,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post("/v1/verify", response_model=schemas.VerifyResponse, dependencies=read, responses=ERRORS,
               openapi_extra=image_body("image_a", "image_b"), tags=["faces"])
     async def verify(request: Request, model: str = Query("sface", pattern="^(sface|dlib_resnet|fused)$"),
-                     threshold: Optional[float] = Query(None, ge=-1, le=1),
-                     far: Optional[float] = Query(None, gt=0, lt=1),
-                     face_a: Optional[int] = Query(None, ge=0), face_b: Optional[int] = Query(None, ge=0)):
+                     threshold: float | None = Query(None, ge=-1, le=1),
+                     far: float | None = Query(None, gt=0, lt=1),
+                     face_a: int | None = Query(None, ge=0), face_b: int | None = Query(None, ge=0)):
         """Same person or not: the main face of each photo (or face_a / face_b), similarity and threshold."""
         from ..pipeline import shared_analysis
 
@@ -177,7 +177,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/v1/analyze", response_model=schemas.DetectResponse, dependencies=read, responses=ERRORS,
               openapi_extra=image_body("image"), tags=["faces"])
-    async def analyze(request: Request, attributes: Optional[str] = Query(
+    async def analyze(request: Request, attributes: str | None = Query(
             None, pattern=r"^[a-z][a-z0-9_]*(,[a-z][a-z0-9_]*)*$", max_length=200,
             description="comma-separated subset, e.g. age,gender or a registered user classifier's name "
                         "(default: all; see /v1/health)")):
@@ -200,8 +200,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post("/v1/identify", response_model=schemas.IdentifyResponse, dependencies=read, responses=ERRORS,
               openapi_extra=image_body("image"), tags=["galleries"])
     async def identify(request: Request, gallery: str = Query(DEFAULT), top_k: int = Query(5, ge=1, le=100),
-                       threshold: Optional[float] = Query(None, ge=-1, le=1),
-                       far: Optional[float] = Query(None, gt=0, lt=1)):
+                       threshold: float | None = Query(None, ge=-1, le=1),
+                       far: float | None = Query(None, gt=0, lt=1)):
         """Who each face is in the gallery (best match or unknown, and the top_k nearest)."""
         identify_fn = capabilities.api("identify")
         capabilities.api("galleries")
@@ -222,7 +222,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/v1/recognize", response_model=schemas.RecognizeResponse, dependencies=read, responses=ERRORS,
               openapi_extra=image_body("image"), tags=["faces"])
-    async def recognize_photo(request: Request, gallery: Optional[str] = Query(DEFAULT),
+    async def recognize_photo(request: Request, gallery: str | None = Query(DEFAULT),
                               attributes: bool = True, identify: bool = True, top_k: int = Query(3, ge=1, le=20)):
         """Everything the page shows for a photo in one call: faces, attributes and identities, each when this
         build offers it (`used` says which ran)."""
@@ -310,7 +310,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
               status_code=201, dependencies=write, responses=ERRORS, openapi_extra=image_body("image"),
               tags=["galleries"])
     async def add_photo(request: Request, gallery: str, person: str,
-                        source: Optional[str] = Query(None, max_length=200,
+                        source: str | None = Query(None, max_length=200,
                                                       description="a label kept with the photo, e.g. 'webcam'"),
                         keep_face: bool = Query(False, description="also keep a small JPEG crop of the face")):
         """Enrol a photo of `person` (created if new). The only route that keeps anything from an upload: the
@@ -401,15 +401,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _person(g, name: str):
-    """The person record, or 404 whether the gallery returns None or raises for a missing name."""
+    """The person record, or 404 (errors.NotFound) whether the gallery returns None or raises NotFound."""
     try:
         record = g.person(name)
-    except (KeyError, LookupError):
-        record = None
-    except facelab.FacelabError as err:
-        text = str(err).lower()
-        if err.code != "not_found" and not any(w in text for w in ("not found", "no person", "unknown person")):
-            raise
+    except NotFound:
         record = None
     if record is None:
         raise ApiError(404, "not_found", f"no person named {name!r} in this gallery")

@@ -11,7 +11,7 @@ import json
 import os
 import secrets
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import Request
@@ -30,7 +30,7 @@ def create_key(keys_file: Path, name: str = "default") -> str:
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     records = _read(keys_file)
     records.append({"id": secrets.token_hex(4), "name": name, "sha256": _hash(key),
-                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                    "created": datetime.now(UTC).isoformat(timespec="seconds")})
     keys_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = keys_file.with_suffix(".tmp")
     # 0600: the hashes are not secrets, but there is no reason for other users to read or edit the list.

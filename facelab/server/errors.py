@@ -6,7 +6,6 @@ process: unexpected exceptions are logged and answered with a generic 500.
 from __future__ import annotations
 
 import logging
-import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -53,14 +52,9 @@ def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
 
-# A store error that says something does not exist is a 404, whatever class the store raised it with.
-MISSING = re.compile(r"\b(no (photo|person|such|one named)|not found|does not exist|unknown (photo|person))\b", re.I)
-
-
 def status_and_code(err: FacelabError) -> tuple[int, str]:
+    """The HTTP status of a facelab error, from its class's code (errors.NotFound is a 404, errors.Conflict a 409)."""
     code = getattr(err, "code", "error")
-    if code == "store_error" and MISSING.search(str(err)):
-        return 404, "not_found"
     return FACELAB_STATUS.get(code, 400), code
 
 

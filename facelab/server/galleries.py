@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import FacelabError
 from .capabilities import api

@@ -6,8 +6,6 @@ regroup) needs the write key. Scanning is not offered here: a request never name
 """
 from __future__ import annotations
 
-from typing import Optional
-
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
@@ -77,7 +75,7 @@ async def stats(request: Request, gallery: str):
 
 @router.get("/faces", dependencies=read)
 async def faces(request: Request, gallery: str, who: str = Query(..., max_length=200),
-                limit: Optional[int] = Query(None, ge=1, le=10_000)):
+                limit: int | None = Query(None, ge=1, le=10_000)):
     """The faces of a person, a group (group:N) or `unsorted`."""
     return await _run(request, gallery, lambda lib: {"who": who, "faces": lib.faces_of(who, limit=limit)})
 

@@ -5,7 +5,7 @@ they add later reaches clients without a server change.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,11 +47,11 @@ class FaceOut(Open):
     box: Box
     score: float
     landmarks: dict[str, list[float]]
-    pose: Optional[Pose] = None
-    quality: Optional[Quality] = None
-    attributes: Optional[dict[str, Any]] = None
-    embedding_model: Optional[str] = None
-    embedding: Optional[list[float]] = None
+    pose: Pose | None = None
+    quality: Quality | None = None
+    attributes: dict[str, Any] | None = None
+    embedding_model: str | None = None
+    embedding: list[float] | None = None
 
 
 class DetectResponse(BaseModel):
@@ -61,8 +61,8 @@ class DetectResponse(BaseModel):
 
 
 class EmbedResponse(BaseModel):
-    model: Optional[str]
-    dim: Optional[int]
+    model: str | None
+    dim: int | None
     width: int
     height: int
     faces: list[FaceOut]
@@ -73,7 +73,7 @@ class VerifyResponse(Open):
     similarity: float
     model: str
     threshold: float
-    far: Optional[float] = Field(None, description="The false-accept rate the threshold was chosen for (None: a "
+    far: float | None = Field(None, description="The false-accept rate the threshold was chosen for (None: a "
                                                    "threshold the caller gave)")
     source: str
     operating_point: str = Field("", description="What the threshold stands for, e.g. 'FAR 1e-4 on LFW all pairs'")
@@ -83,16 +83,16 @@ class VerifyResponse(Open):
 
 
 class Match(Open):
-    person: Optional[str] = None
-    similarity: Optional[float] = None
+    person: str | None = None
+    similarity: float | None = None
     photo_id: Any = None
 
 
 class IdentifiedFace(Open):
     face: FaceOut
-    best: Optional[Match] = None
+    best: Match | None = None
     matches: list[Match] = []
-    threshold: Optional[float] = None
+    threshold: float | None = None
 
 
 class IdentifyResponse(BaseModel):
@@ -104,9 +104,9 @@ class IdentifyResponse(BaseModel):
 
 class LookalikeFace(Open):
     face: FaceOut
-    person: Optional[str] = None
-    similarity: Optional[float] = None
-    photo: Optional[dict[str, Any]] = None
+    person: str | None = None
+    similarity: float | None = None
+    photo: dict[str, Any] | None = None
 
 
 class LookalikeResponse(BaseModel):
@@ -123,24 +123,24 @@ class EmoticonResponse(BaseModel):
 
 
 class Identity(Open):
-    best: Optional[Match] = None
+    best: Match | None = None
     matches: list[Match] = []
-    threshold: Optional[float] = None
+    threshold: float | None = None
 
 
 class RecognizedFace(FaceOut):
-    identity: Optional[Identity] = Field(None, description="identify's record for this face (best match or None "
+    identity: Identity | None = Field(None, description="identify's record for this face (best match or None "
                                                            "= unknown), when a gallery was searched")
 
 
 class RecognizeResponse(BaseModel):
     width: int
     height: int
-    gallery: Optional[str] = None
+    gallery: str | None = None
     faces: list[RecognizedFace]
     used: dict[str, bool] = Field(description="Which steps ran (attributes, identify)")
-    identify_error: Optional[ErrorDetail] = Field(None, description="Why the gallery search failed, if it did")
-    attributes_error: Optional[ErrorDetail] = Field(None, description="Why attributes are missing, if they are")
+    identify_error: ErrorDetail | None = Field(None, description="Why the gallery search failed, if it did")
+    attributes_error: ErrorDetail | None = Field(None, description="Why attributes are missing, if they are")
     ms: float = Field(description="Server processing time, milliseconds")
 
 
@@ -159,7 +159,7 @@ class GalleryCreate(BaseModel):
 
 class GalleryOut(Open):
     name: str
-    stats: Optional[dict[str, Any]] = None
+    stats: dict[str, Any] | None = None
 
 
 class GalleryList(BaseModel):

@@ -22,9 +22,10 @@ import random
 import re
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -295,7 +296,7 @@ def exclude_photos(out: Path, why: dict[str, str]) -> None:
     (Path(out) / EXCLUDED).write_text(json.dumps(excluded, indent=1, sort_keys=True))
 
 
-def rebuild(out: Path) -> "BuildReport":
+def rebuild(out: Path) -> BuildReport:
     """Build again from the dataset's own raw folder and options: the log makes it a re-split (seconds)."""
     meta = json.loads((Path(out) / "dataset.json").read_text())
     raw = Path(meta["raw"])

@@ -38,7 +38,7 @@ class OnnxClassifier:
         self.input_name = self.session.get_inputs()[0].name
 
     @classmethod
-    def from_run(cls, run_dir: str | Path) -> "OnnxClassifier":
+    def from_run(cls, run_dir: str | Path) -> OnnxClassifier:
         from .runs import Run
 
         run = Run(run_dir)
@@ -52,7 +52,7 @@ class OnnxClassifier:
                    features=export)
 
     @classmethod
-    def from_registry(cls, name: str) -> "OnnxClassifier":
+    def from_registry(cls, name: str) -> OnnxClassifier:
         from ..models.registry import get_model, verify_model
 
         spec = get_model(name)

@@ -9,7 +9,8 @@ Writes benchmarks/results/attributes.json and benchmarks/results/expression_conf
 - Age/gender/eyewear/mask: out-of-fold figures (the heads refitted on all data are never scored on their own
   training images): run the feature extraction first (the pipeline's own detection, alignment and networks):
       python -m training.attributes.extract_faces utkface --age-gender --no-embed --out out/attributes-cache
-      python -m training.attributes.extract_faces lfw_gender --age-gender --no-embed --every 4 --out out/attributes-cache
+      python -m training.attributes.extract_faces lfw_gender --age-gender --no-embed --every 4 \
+          --out out/attributes-cache
 - Age on LFW (a second source, never fitted on): people with >= 10 photos and a public birth year, photos taken as
   from 2002-2003 (LFW's news photos), through facelab.analyze.
 - Cost: median over repeated runs on the astronaut photo (one face), per analyser, on this machine.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import sys
 import time
@@ -112,7 +114,8 @@ BIRTH_YEARS = {
     "George_W_Bush": 1946, "Gerhard_Schroeder": 1944, "Gloria_Macapagal_Arroyo": 1947, "Halle_Berry": 1966,
     "Hans_Blix": 1928, "Hillary_Clinton": 1947, "Hugo_Chavez": 1954, "Jacques_Chirac": 1932, "Jean_Chretien": 1934,
     "Jennifer_Aniston": 1969, "Jennifer_Capriati": 1976, "Jennifer_Garner": 1972, "Jennifer_Lopez": 1969,
-    "John_Ashcroft": 1942, "John_Howard": 1939, "Julianne_Moore": 1960, "Junichiro_Koizumi": 1942, "Kim_Clijsters": 1983,
+    "John_Ashcroft": 1942, "John_Howard": 1939, "Julianne_Moore": 1960, "Junichiro_Koizumi": 1942,
+    "Kim_Clijsters": 1983,
     "Kofi_Annan": 1938, "Laura_Bush": 1946, "Lleyton_Hewitt": 1981, "Luiz_Inacio_Lula_da_Silva": 1945,
     "Megawati_Sukarnoputri": 1947, "Meryl_Streep": 1949, "Michael_Schumacher": 1969, "Nicole_Kidman": 1967,
     "Pete_Sampras": 1971, "Queen_Elizabeth_II": 1926, "Ricardo_Lagos": 1938, "Roh_Moo-hyun": 1946, "Salma_Hayek": 1966,
@@ -173,7 +176,7 @@ def heads(cache: Path) -> dict:
     if log.is_file():
         recorded = json.loads(log.read_text())
         if "eyewear" in recorded:
-            out["eyewear"] = {"source": "recorded by train_crops.py (" + recorded["device"] + ")", **recorded["eyewear"]}
+            out["eyewear"] = {"source": f"recorded by train_crops.py ({recorded['device']})", **recorded["eyewear"]}
     log = ROOT / "facelab/models/cards/mask_cnn_train_log.json"
     if log.is_file():
         recorded = json.loads(log.read_text())  # per-fold details stay in the log
@@ -247,7 +250,7 @@ def cost(repeats: int = 15) -> dict:
     fa.embed_faces(rgb, faces)
     per = {}
     for analyser in plan(None):
-        per["+".join(analyser.wanted)] = median_ms(lambda: analyser.run(rgb, faces))
+        per["+".join(analyser.wanted)] = median_ms(functools.partial(analyser.run, rgb, faces))
     out["per_attribute_ms"] = per
     out["all_attributes_ms_excluding_detection_and_embedding"] = round(sum(per.values()), 2)
     out["all_attributes_ms_including_embedding"] = round(sum(per.values()) + out["sface_embedding_ms"], 2)

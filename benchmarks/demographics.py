@@ -230,7 +230,8 @@ def main() -> None:
     ap.add_argument("--models", default="sface,sface+flip,dlib_resnet,dlib_resnet+flip,fused,fused+flip")
     ap.add_argument("--utk", type=int, default=3000, help="UTKFace images for the age bands (0: skip)")
     ap.add_argument("--boots", type=int, default=200)
-    ap.add_argument("--vectors", type=Path, help="another file of the same layout (default out/lfw_cache/all_images.npz)")
+    ap.add_argument("--vectors", type=Path,
+                    help="another file of the same layout (default out/lfw_cache/all_images.npz)")
     args = ap.parse_args()
 
     from facelab.verification import QUALITY_FLOOR, operating_point

@@ -121,7 +121,8 @@ def run_model(model: str, cache: dict, impostors: dict | None, n_gallery: int, s
             g.add_embeddings(name, vecs[sel], sources=[str(f) for f in cache["files"][sel]])
     build_s = time.perf_counter() - t0
     try:  # what `facelab identify` uses: the default point, and --far 0.01 (both calibrated 1:1 on LFW View 2)
-        thresholds = {"default": operating_point(model).threshold, "far_0.01": operating_point(model, far=0.01).threshold}
+        thresholds = {"default": operating_point(model).threshold,
+                      "far_0.01": operating_point(model, far=0.01).threshold}
     except Exception:  # no calibrated threshold for this model yet
         thresholds = {}
     out = {"model": model, "gallery_photos": int(gal.sum()), "people": len(set(cache["name"][gal])),
@@ -169,9 +170,11 @@ def face_recognition_approach(n_gallery: int, cache: dict, impostors: dict | Non
         named_right.append(ok and people[:1] == [name] and dist[i, order[i, 0]] <= 0.6)
     imp_dist = np.linalg.norm(enc[imp][:, None, :] - known[None, :, :], axis=2).min(axis=1)
     r = np.array(ranks)
-    out = {"subset": f"each person's first {int(numbers[mated].max())} images, {int((~mated).sum())} never-enrolled people",
+    out = {"subset": f"each person's first {int(numbers[mated].max())} images, "
+                     f"{int((~mated).sum())} never-enrolled people",
            "face_recognition": {
-               "approach": "face_recognition 1.3.0: HOG detector, face_encodings, nearest known encoding, tolerance 0.6",
+               "approach": "face_recognition 1.3.0: HOG detector, face_encodings, nearest known encoding, "
+                           "tolerance 0.6",
                "gallery_photos": int(gal.sum()), "probes": int(probe.sum()),
                "probes_without_face": int((probe & ~found).sum()),
                "rank1": round(float(np.mean(r == 1)), 5), "rank5": round(float(np.mean(r <= 5)), 5),
@@ -204,7 +207,8 @@ def face_recognition_approach(n_gallery: int, cache: dict, impostors: dict | Non
         out[label] = {"probes": int(p_sel.sum()), "rank1": round(float(np.mean(np.array(rr) == 1)), 5),
                       "rank5": round(float(np.mean(np.array(rr) <= 5)), 5),
                       "identified_above_default_threshold": round(float(np.mean(named)), 5),
-                      "fpir_at_default_threshold": round(float(np.mean(np.array(imp_top) >= t)), 5) if imp_top else None,
+                      "fpir_at_default_threshold":
+                          round(float(np.mean(np.array(imp_top) >= t)), 5) if imp_top else None,
                       "default_threshold": round(t, 4)}
     return out
 
@@ -309,7 +313,8 @@ def main() -> None:
         for policy, data in policies:
             print(f"face choice: {policy}", flush=True)
             out["protocols"][policy] = {}
-            for n_gallery, label in ((1, "P1: 1 gallery image per person"), (5, "P2: up to 5 gallery images per person")):
+            protocols = ((1, "P1: 1 gallery image per person"), (5, "P2: up to 5 gallery images per person"))
+            for n_gallery, label in protocols:
                 rows = [run_model(m, data, impostors, n_gallery, ("max", "mean", "both") if n_gallery > 1 else ("max",),
                                   Path(tmp)) for m in models]
                 out["protocols"][policy][label] = {"facelab": rows}

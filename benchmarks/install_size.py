@@ -134,7 +134,8 @@ def main() -> None:
         steps["first_verify_s"] = round(wall, 2)
         steps["total_s"] = round(time.perf_counter() - t0, 2)
         result["clean_venv_to_first_verify_warm_cache"] = steps
-        result["core"] = {"venv_mb": round(du(core) / 1e6, 1), "site_packages_mb": round(du(site_packages(core)) / 1e6, 1),
+        result["core"] = {"venv_mb": round(du(core) / 1e6, 1),
+                          "site_packages_mb": round(du(site_packages(core)) / 1e6, 1),
                           "largest_mb": top_packages(core), **latencies(core, work, env, a, b, args.runs)}
         print(json.dumps(result, indent=2), flush=True)
 

@@ -90,7 +90,7 @@ def main() -> None:
         "latency_ms": {"p50": pick(0.50), "p95": pick(0.95), "max": round(ms[-1], 1) if ms else None,
                        "mean": round(statistics.fmean(ms), 1) if ms else None},
         "machine": {**load_before, "load_average_1min_after": machine()["load_average_1min"]},
-        "server": "facelab serve (1 uvicorn process, inference threads = " + str(args.threads or load_before["cpus"]) + ")",
+        "server": f"facelab serve (1 uvicorn process, inference threads = {args.threads or load_before['cpus']})",
         "command": f"benchmarks/load.py --endpoint {args.endpoint} --clients {args.clients} --seconds {args.seconds:g}"
                    + (f" --attributes {args.attributes}" if args.attributes else ""),
     }

@@ -6,9 +6,9 @@
 Why: at 1M vectors benchmarks/search_scale.py measured pgvector 7x slower per query than at 100k. Its throwaway
 server runs with the default shared_buffers while the index is larger than that. This builds one index (m=32,
 ef_construction=128, the PostgreSQL backend's setting), times 500 real LFW queries at each ef_search (after 2,000
-warm-up queries of other face-like vectors), restarts the server with the larger shared_buffers, loads the index and table into it
-(pg_prewarm, when the server has it) and times them again. Same data as
-search_scale.py. Writes benchmarks/results/pg_shared_buffers.json.
+warm-up queries of other face-like vectors), restarts the server with the larger shared_buffers, loads the index and
+table into it (pg_prewarm, when the server has it) and times them again. Same data as search_scale.py.
+Writes benchmarks/results/pg_shared_buffers.json.
 """
 from __future__ import annotations
 

@@ -212,7 +212,8 @@ def bench_pgvector(base, queries, truth, workdir: Path, efs=(40, 100), m=16, ef_
             plan = "\n".join(r[0] for r in conn.execute(
                 "EXPLAIN SELECT id FROM bench ORDER BY v <#> %s::vector LIMIT 10",
                 ("[" + ",".join("0" for _ in range(DIM)) + "]",)).fetchall())
-        return {"index": f"pgvector 0.8.5 HNSW (m={m}, ef_construction={ef_construction}), PostgreSQL 18, vector_ip_ops",
+        return {"index": f"pgvector 0.8.5 HNSW (m={m}, ef_construction={ef_construction}), PostgreSQL 18, "
+                         "vector_ip_ops",
                 "copy_load_s": round(load_s, 1), "build_s": round(build, 1), "build_workers": 2,
                 "table_mb": round(float(table_mb), 1), "index_mb": round(float(index_mb), 1),
                 "index_mb_per_million": round(float(index_mb) * 1e6 / len(base), 1),
@@ -295,7 +296,8 @@ def main() -> None:
         s = (v[i] * v[j]).sum(1)
         return float(np.mean(s[p[i] != p[j]])), float(np.std(s[p[i] != p[j]]))
     out["realism"] = {"real_impostor_cos_mean_std": [round(x, 3) for x in pair_stats(real, names)],
-                      "synthetic_impostor_cos_mean_std": [round(x, 3) for x in pair_stats(synth[:50000], person[:50000])]}
+                      "synthetic_impostor_cos_mean_std":
+                          [round(x, 3) for x in pair_stats(synth[:50000], person[:50000])]}
     q_synth_person = rng.choice(person[: min(len(person), 90_000)], args.queries - n_q_real)
     mu, lb, lw = model
     q_synth = unit(centres[q_synth_person] + rng.standard_normal((len(q_synth_person), DIM)).astype(np.float32)

@@ -189,7 +189,8 @@ def main() -> None:
         print(f"{name:17s} {r['ms_per_image']['total']:6.1f} ms/image ({r['images_per_s']:.1f} images/s; "
               f"{stages} ms; CPU {r['cpu_ms_per_image']:.1f} ms), peak RSS {r['peak_rss_mb']:.0f} MB, "
               f"faces in {r['images_with_face']}/{r['images']}")
-    print(f"speed-up {report['speedup']:.2f}x wall clock, {report['speedup_cpu_time']:.2f}x CPU time; import facelab {report['facelab']['import_s_fresh_interpreter']:.3f} s"
+    print(f"speed-up {report['speedup']:.2f}x wall clock, {report['speedup_cpu_time']:.2f}x CPU time; "
+          f"import facelab {report['facelab']['import_s_fresh_interpreter']:.3f} s"
           + (f"; LFW accuracy {accuracy}" if accuracy else ""))
     print(f"wrote {RESULTS / 'speed.json'}")
 

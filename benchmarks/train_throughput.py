@@ -3,7 +3,8 @@ embedder, on a dataset built by `facelab dataset build` (default: the public-fig
 
     .venv/bin/python benchmarks/train_throughput.py [DATASET] [--threads N]
 Writes benchmarks/results/train_throughput.json. Each configuration trains 1 epoch on up to --max-train
-training photos (default 512, a seeded sample stratified by class) at batch 64; the images/s figure excludes loading and export.
+training photos (default 512, a seeded sample stratified by class) at batch 64; the images/s figure excludes loading
+and export.
 """
 from __future__ import annotations
 

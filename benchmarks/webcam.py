@@ -50,7 +50,8 @@ def main() -> None:
         features = httpx.get(url + "/v1/health").json()["features"]
         if features["galleries"]:
             r = httpx.post(url + "/v1/galleries/default/people/Eileen Collins/photos", timeout=120,
-                           files={"image": ("a.jpg", clip[0], "image/jpeg")}, headers={"Authorization": f"Bearer {key}"})
+                           files={"image": ("a.jpg", clip[0], "image/jpeg")},
+                           headers={"Authorization": f"Bearer {key}"})
             r.raise_for_status()
         config = {"gallery": "default", "identify": features["identify"],
                   "attributes": features["analyze"] and not args.no_attributes}
@@ -83,7 +84,8 @@ def main() -> None:
         "server_ms_median": round(float(np.median(server_ms)), 1) if server_ms else None,
         "frames_with_one_face": sum(1 for f in faces if f == 1), "frames_with_a_name": named,
         "frames_with_attributes": described, "machine": machine(),
-        "command": "benchmarks/webcam.py --seconds %g%s" % (args.seconds, " --no-attributes" if args.no_attributes else ""),
+        "command": f"benchmarks/webcam.py --seconds {args.seconds:g}"
+                   + (" --no-attributes" if args.no_attributes else ""),
     }
     print(json.dumps(result, indent=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

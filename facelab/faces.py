@@ -59,7 +59,8 @@ class Face:
             "index": self.index,
             "box": {k: round(float(v), 1) for k, v in zip(("x", "y", "width", "height"), self.box)},
             "score": round(float(self.score), 4),
-            "landmarks": {n: [round(float(x), 1), round(float(y), 1)] for n, (x, y) in zip(LANDMARK_NAMES, self.landmarks)},
+            "landmarks": {n: [round(float(x), 1), round(float(y), 1)]
+                          for n, (x, y) in zip(LANDMARK_NAMES, self.landmarks)},
         }
         if self.pose is not None:
             out["pose"] = self.pose.to_dict()

@@ -13,11 +13,14 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Literal, Union
 
 import numpy as np
 
 from .errors import ImageError
+
+if TYPE_CHECKING:  # Pillow is imported where an image is decoded, not when facelab is
+    import PIL.Image
 
 # 50 megapixels: larger than any camera photo people feed a face tool, far below what would exhaust memory.
 MAX_PIXELS = int(os.environ.get("FACELAB_MAX_PIXELS", 50_000_000))
@@ -32,7 +35,7 @@ MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "La": 2, "PA": 2, "I;16": 2, "I;1
               "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "I": 4, "F": 4, "RGBA": 4, "RGBa": 4, "RGBX": 4,
               "CMYK": 4}
 
-ImageInput = Union[str, os.PathLike, bytes, bytearray, np.ndarray, "PIL.Image.Image"]  # noqa: F821
+ImageInput = Union[str, os.PathLike, bytes, bytearray, np.ndarray, "PIL.Image.Image"]
 ChannelOrder = Literal["rgb", "bgr"]
 
 

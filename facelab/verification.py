@@ -65,7 +65,7 @@ class OperatingPoint:
         return "threshold given; its FAR is not measured"
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"threshold": round(self.threshold, 5), "far": self.far, "source": self.source,
+        out: dict[str, Any] = {"threshold": round(self.threshold, 5), "far": self.far, "source": self.source,
                "operating_point": self.label}
         if self.far_range is not None:
             out["far_range"] = list(self.far_range)

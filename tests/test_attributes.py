@@ -263,7 +263,8 @@ def test_fer_crop_greys_after_warping():
     rgb = data.astronaut()
     marks = facelab.detect(rgb)[0].landmarks
     big = FER_SIZE * SUPERSAMPLE
-    grey = cv2.warpAffine(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), similarity_transform(marks, FER_TEMPLATE * SUPERSAMPLE),
+    grey = cv2.warpAffine(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY),
+                          similarity_transform(marks, FER_TEMPLATE * SUPERSAMPLE),
                           (big, big), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     before = cv2.resize(grey, (FER_SIZE, FER_SIZE), interpolation=cv2.INTER_AREA)
     assert np.abs(before.astype(int) - fer_crop(rgb, marks)).max() <= 1

@@ -105,8 +105,8 @@ def server(tmp_path_factory):
         from . import test_server as ts
 
         store = {}
-        mp.setattr(facelab, "open_gallery", lambda loc, model="sface": store.setdefault(loc, ts.StandInGallery(loc, model)),
-                   raising=False)
+        mp.setattr(facelab, "open_gallery",
+                   lambda loc, model="sface": store.setdefault(loc, ts.StandInGallery(loc, model)), raising=False)
         mp.setattr(facelab, "identify", ts.stand_in_identify, raising=False)
         mp.setattr(facelab, "lookalike", ts.stand_in_lookalike, raising=False)
         gallery_kind = "stand-in gallery (facelab.open_gallery not merged yet)"

@@ -336,7 +336,8 @@ def test_health_stays_fast_while_an_image_decodes(tmp_path, monkeypatch):
     monkeypatch.setattr(uploads, "load_image", slow_load)
     png = _png(np.zeros((64, 64, 3), np.uint8))
     with make_client(tmp_path) as client:
-        worker = threading.Thread(target=lambda: client.post("/v1/detect", files={"image": ("a.png", png, "image/png")}))
+        worker = threading.Thread(
+            target=lambda: client.post("/v1/detect", files={"image": ("a.png", png, "image/png")}))
         worker.start()
         time.sleep(0.3)
         started = time.perf_counter()

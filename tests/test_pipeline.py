@@ -189,7 +189,7 @@ def test_dlib_branch_places_the_box_its_shape_predictor_was_trained_on(astronaut
 
     face = facelab.detect(astronaut)[0]
     hog = max(dlib.get_frontal_face_detector()(astronaut, 1), key=lambda r: r.area())
-    l, t, r, b = hog_like_box(face.landmarks)
-    inter = max(0, min(r, hog.right()) - max(l, hog.left())) * max(0, min(b, hog.bottom()) - max(t, hog.top()))
-    union = (r - l) * (b - t) + hog.area() - inter
+    left, t, r, b = hog_like_box(face.landmarks)
+    inter = max(0, min(r, hog.right()) - max(left, hog.left())) * max(0, min(b, hog.bottom()) - max(t, hog.top()))
+    union = (r - left) * (b - t) + hog.area() - inter
     assert inter / union > 0.7

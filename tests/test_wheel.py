@@ -81,9 +81,9 @@ def test_wheel_holds_every_package_data_file(wheel):
 
 
 def test_core_install_is_from_the_wheel_and_small(venv):
+    heavy = "('torch', 'fastapi', 'uvicorn', 'psycopg', 'sklearn', 'matplotlib', 'cv2')"
     out = py(venv, "import sys, facelab; print(facelab.__file__); "
-                   "print(' '.join(m for m in ('torch', 'fastapi', 'uvicorn', 'psycopg', 'sklearn', 'matplotlib', 'cv2')"
-                   " if m in sys.modules)); print(facelab.__version__)")
+                   f"print(' '.join(m for m in {heavy} if m in sys.modules)); print(facelab.__version__)")
     assert out.returncode == 0, out.stderr
     where, loaded, version = out.stdout.splitlines()
     assert "site-packages" in where and not where.startswith(str(ROOT))
@@ -172,7 +172,8 @@ def test_serve_answers_health_with_the_server_extra(venv):
                 break
             except OSError:
                 time.sleep(0.5)
-        assert health is not None, f"no answer from facelab serve: {proc.stdout.read() if proc.poll() is not None else ''}"
+        server_output = proc.stdout.read() if proc.poll() is not None else ""
+        assert health is not None, f"no answer from facelab serve: {server_output}"
         assert health["status"] == "ok" and health["features"]["verify"] is True, health
     finally:
         proc.terminate()

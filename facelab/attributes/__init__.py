@@ -10,7 +10,7 @@ when all attributes are asked for.
 from __future__ import annotations
 
 import importlib
-from functools import cache, lru_cache
+from functools import cache
 
 import numpy as np
 

@@ -96,6 +96,8 @@ class AgeGenderModels:
     def gender_tta(self, gender_chips: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
         """For each face's GENDER_PADDINGS chips: (gender_v1 on the package's own chip alone [N,2], the average
         over all chips and their mirror images [N,2]), in one batch."""
+        if self.gender is None:
+            raise ValueError("gender_v1 is not loaded (AgeGenderModels(gender=False))")
         k = len(GENDER_PADDINGS)
         flat = [c for chips in gender_chips for c in chips]
         flat += [np.ascontiguousarray(c[:, ::-1]) for c in flat]
@@ -153,9 +155,10 @@ class AgeGender(Analyser):
 
     def predict(self, rgb, faces):
         chips = [self.models.chips_for_use(rgb, f) for f in faces]
-        age = gender = raw_gender = None
+        age = None
+        genders = None  # (gender_v1 on its own chip, the test-time-augmented average)
         if self.models.gender is not None:  # 3 framings + mirrors in one batch: gender_v1 is cheap (32x32)
-            raw_gender, gender = self.models.gender_tta([c[0] for c in chips])
+            genders = self.models.gender_tta([c[0] for c in chips])
         if self.models.age is not None:  # face only: age_v1's mirror pass costs as much again for 0.1 year
             age = self.models.age.run(None, {"images": prepare([c[1] for c in chips])})[0]
         for i, face in enumerate(faces):
@@ -165,7 +168,8 @@ class AgeGender(Analyser):
                 value = float(head(age[i:i + 1])[0]) if head else raw
                 face.attributes["age"] = {"value": round(value, 1), "raw": round(raw, 1),
                                           "model": "age_v1" + ("+age_calibration" if head else "")}
-            if gender is not None:
+            if genders is not None:
+                raw_gender, gender = genders
                 k = int(np.argmax(gender[i]))
                 face.attributes["gender"] = {
                     "value": GENDERS[k], "probability": round(float(gender[i, k]), 4),

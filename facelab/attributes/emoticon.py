@@ -28,7 +28,7 @@ def _curve(p0, c, p1, n=16):
 
 def _darker(hex_colour: str, f: float = 0.7) -> str:
     r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
-    return "#%02x%02x%02x" % (int(r * f), int(g * f), int(b * f))
+    return f"#{int(r * f):02x}{int(g * f):02x}{int(b * f):02x}"
 
 
 def shapes(expression: str | None, eyewear: str | None, mask: str | None, skin: str | None) -> list[tuple]:
@@ -146,7 +146,7 @@ def to_png(prims: list[tuple], size: int = SIZE):
                 draw.line(scaled + ([scaled[0]] if fill else []), fill=stroke, width=w, joint="curve")
                 for x, y in (scaled[0], scaled[-1]):  # round caps, as in the SVG
                     draw.ellipse([x - w / 2, y - w / 2, x + w / 2, y + w / 2], fill=stroke)
-    return img.resize((size, size), Image.LANCZOS)
+    return img.resize((size, size), Image.Resampling.LANCZOS)
 
 
 def _value(attrs: dict, name: str):

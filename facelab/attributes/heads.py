@@ -65,13 +65,17 @@ class CropClassifier:
         prior = get_model(model_name).extra.get("class_prior")
         self.prior = np.asarray(prior, np.float32) if prior else None
 
-    def crops(self, rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
+    def crops(self, rgb: np.ndarray | None, faces: list[Face]) -> np.ndarray:
         import cv2
 
         if self.crop == "box":
+            if rgb is None:
+                raise ValueError(f"{self.name} reads the face box: pass the photo")
             crops = [box_crop(rgb, annotation_box(f.box)) for f in faces]
         else:
-            crops = [crop64(f.aligned) for f in faces]
+            if any(f.aligned is None for f in faces):
+                raise ValueError(f"{self.name} reads the aligned crop: pass faces from facelab's detector")
+            crops = [crop64(f.aligned) for f in faces if f.aligned is not None]
         if self.side != 64:  # the training crops were packed at 64 and area-resized to the model's side
             crops = [cv2.resize(c, (self.side, self.side), interpolation=cv2.INTER_AREA) for c in crops]
         return np.stack(crops)

@@ -47,7 +47,7 @@ def measure(aligned: np.ndarray, cheeks: bool = True) -> dict:
     colour = np.clip(np.median(rgb_kept, axis=0) * 255, 0, 255).astype(int)
     return {"ita": round(ita, 1), "category": name, "emoji_modifier": modifier,
             "lab": [round(float(L), 1), round(float(a), 1), round(float(b), 1)],
-            "rgb": "#%02x%02x%02x" % tuple(colour), "patches": "cheeks+forehead" if cheeks else "forehead"}
+            "rgb": "#{:02x}{:02x}{:02x}".format(*colour), "patches": "cheeks+forehead" if cheeks else "forehead"}
 
 
 class SkinTone(Analyser):

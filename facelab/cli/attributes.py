@@ -55,7 +55,8 @@ def _label(face) -> str:
 @click.command()
 @click.argument("photos", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one record per photo).")
-@click.option("--draw", type=click.Path(dir_okay=True), help="Write the photo with faces and labels drawn (a folder for several photos).")
+@click.option("--draw", type=click.Path(dir_okay=True),
+              help="Write the photo with faces and labels drawn (a folder for several photos).")
 @click.option("--attributes", "attributes", metavar="NAMES",
               help="Comma-separated subset (age,gender,expression,eyewear,mask,skin_tone,emoticon, or a classifier "
                    "registered with `facelab models add`); only their models run. Default: all of them.")

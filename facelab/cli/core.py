@@ -56,7 +56,8 @@ def _filters(min_size, min_score, max_yaw, max_pitch, max_roll):
 @click.command()
 @click.argument("photos", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one record per photo).")
-@click.option("--draw", type=click.Path(dir_okay=True), help="Write the photo with faces drawn (a file; a folder for several photos).")
+@click.option("--draw", type=click.Path(dir_okay=True),
+              help="Write the photo with faces drawn (a file; a folder for several photos).")
 @click.option("--min-size", type=PIXELS, help="Smallest face to keep, pixels (shorter box side).")
 @click.option("--min-score", type=SCORE, help="Lowest detector score to keep (0-1).")
 @click.option("--max-yaw", type=DEGREES, help="Largest left-right turn to keep, degrees.")
@@ -266,7 +267,8 @@ def models(ctx, as_json):
             path = str(model_path(spec)) if not spec.builtin else spec.builtin
         except FacelabError:
             path = None
-        rows.append({**spec.to_dict(), "status": status, "installed_version": installed_version(spec), "location": path})
+        rows.append({**spec.to_dict(), "status": status, "installed_version": installed_version(spec),
+                     "location": path})
     if as_json:
         echo_json(rows)
         return

@@ -8,7 +8,8 @@ from .common import handle_errors
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. The default keeps the server on this machine; 0.0.0.0 opens it to the network.")
+              help="Address to listen on. The default keeps the server on this machine; "
+                   "0.0.0.0 opens it to the network.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--gallery", default=None, metavar="PATH|URL",
               help="The 'default' gallery: an SQLite file or postgresql:// URL. [default: DATA/gallery.db]")
@@ -53,7 +54,9 @@ def serve(host, port, gallery, data_dir, require_key, max_upload_mb, max_megapix
         settings.max_upload_bytes = int(max_upload_mb * 2**20)
     if max_megapixels:
         settings.max_pixels = int(max_megapixels * 1e6)
-        settings.max_decoded_bytes = min(settings.max_decoded_bytes, 3 * settings.max_pixels)  # follows it down
+        decoded = settings.max_decoded_bytes  # follows the pixel limit down
+        settings.max_decoded_bytes = (3 * settings.max_pixels if decoded is None
+                                      else min(decoded, 3 * settings.max_pixels))
     if threads:
         settings.inference_threads = threads
     settings.allowed_hosts = host_names(host, allowed_hosts)

@@ -37,16 +37,20 @@ def dataset() -> None:
 @dataset.command("build")
 @click.argument("raw", type=click.Path(file_okay=False))
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--size", type=int, default=112, show_default=True, help="Crop side in pixels (aligned, ArcFace template).")
-@click.option("--largest", is_flag=True, help="Photos with several usable faces: keep the main one instead of dropping.")
+@click.option("--size", type=int, default=112, show_default=True,
+              help="Crop side in pixels (aligned, ArcFace template).")
+@click.option("--largest", is_flag=True,
+              help="Photos with several usable faces: keep the main one instead of dropping.")
 @click.option("--min-size", type=float, default=40, show_default=True, help="Smallest face (pixels, shorter box side).")
 @click.option("--min-score", type=float, default=0.7, show_default=True, help="Lowest detector score.")
 @click.option("--max-yaw", type=float, default=45, show_default=True)
 @click.option("--max-pitch", type=float, default=40, show_default=True)
 @click.option("--max-roll", type=float, default=45, show_default=True)
-@click.option("--min-sharpness", type=float, default=10, show_default=True, help="Variance of the Laplacian of the crop.")
+@click.option("--min-sharpness", type=float, default=10, show_default=True,
+              help="Variance of the Laplacian of the crop.")
 @click.option("--near-dup-bits", type=int, default=3, show_default=True,
-              help="Near duplicates: 64-bit difference hashes of the crops differ in at most this many bits (-1: off)...")
+              help="Near duplicates: 64-bit difference hashes of the crops differ in at most this many bits "
+                   "(-1: off)...")
 @click.option("--near-dup-corr", type=float, default=0.95, show_default=True,
               help="... and their 16x16 grey thumbnails correlate at least this much.")
 @click.option("--min-per-class", type=int, default=3, show_default=True, help="Drop classes left with fewer photos.")
@@ -70,7 +74,8 @@ def build(raw, out, size, largest, min_size, min_score, max_yaw, max_pitch, max_
 
     opts = BuildOptions(size=size, largest=largest, min_size=min_size, min_score=min_score, max_yaw=max_yaw,
                         max_pitch=max_pitch, max_roll=max_roll, min_sharpness=min_sharpness,
-                        near_dup_bits=near_dup_bits, near_dup_corr=near_dup_corr, min_per_class=min_per_class, val=val, test=test, group=group,
+                        near_dup_bits=near_dup_bits, near_dup_corr=near_dup_corr, min_per_class=min_per_class,
+                        val=val, test=test, group=group,
                         seed=seed)
     report = build_dataset(raw, out, opts, progress=lambda xs: tqdm(xs, desc="photos", unit="photo", disable=None))
     doc = report.to_dict()
@@ -132,14 +137,14 @@ def info(path, as_json):
     from ..train.data import open_dataset
 
     ds = open_dataset(path)
-    doc = {"dataset": str(ds.root), "crop_size": ds.crop_size, "classes": len(ds.classes),
-           "counts": {s: ds.counts(s) for s in ("train", "val", "test")}}
+    counts = {s: ds.counts(s) for s in ("train", "val", "test")}
+    doc = {"dataset": str(ds.root), "crop_size": ds.crop_size, "classes": len(ds.classes), "counts": counts}
     if as_json:
         echo_json(doc)
         return
     click.echo(f"{ds.root}: {len(ds.rows)} crops {ds.crop_size}x{ds.crop_size}, {len(ds.classes)} classes")
     for c in ds.classes:
-        click.echo(f"  {c:30s} " + "  ".join(f"{s} {doc['counts'][s][c]:4d}" for s in ("train", "val", "test")))
+        click.echo(f"  {c:30s} " + "  ".join(f"{s} {counts[s][c]:4d}" for s in ("train", "val", "test")))
 
 
 @click.group()
@@ -149,7 +154,8 @@ def train() -> None:
 
 def _common_train_options(fn):
     options = [
-        click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/<kind>-<dataset>-<time>)."),
+        click.option("--out", type=click.Path(file_okay=False),
+                     help="Run folder (default runs/<kind>-<dataset>-<time>)."),
         click.option("--epochs", type=click.IntRange(1), default=None, help="Maximum epochs."),
         click.option("--batch-size", type=click.IntRange(2), default=64, show_default=True),
         click.option("--optimizer", type=click.Choice(["adamw", "sgd", "adamax"]), default="adamw", show_default=True),
@@ -191,7 +197,8 @@ def _config(epochs, batch_size, optimizer, lr, weight_decay, patience, augment, 
               help="CNN input side (the 112 crop is resized inside the network).")
 @click.option("--width", type=click.IntRange(8, 256), help="CNN base width (resnet 32, mobilefacenet 64).")
 @click.option("--hidden", type=click.IntRange(0), default=0, show_default=True, help="Head: hidden units (0: linear).")
-@click.option("--init", type=click.Path(exists=True), help="CNN: start the backbone from an embedder run (fine-tuning).")
+@click.option("--init", type=click.Path(exists=True),
+              help="CNN: start the backbone from an embedder run (fine-tuning).")
 @_common_train_options
 @handle_errors
 def classifier(dataset_dir, method, features, backbone, input_size, width, hidden, init, out, epochs, batch_size,
@@ -231,7 +238,8 @@ def classifier(dataset_dir, method, features, backbone, input_size, width, hidde
 @click.option("--width", type=click.IntRange(8, 256))
 @click.option("--dim", type=click.IntRange(16, 1024), default=128, show_default=True, help="Embedding size.")
 @click.option("--lfw", "lfw_root", type=click.Path(file_okay=False),
-              help="LFW folder (pairs.txt, images/): verification accuracy every epoch (default ../shared/data/lfw if there).")
+              help="LFW folder (pairs.txt, images/): verification accuracy every epoch "
+                   "(default ../shared/data/lfw if there).")
 @click.option("--lfw-pairs", type=click.IntRange(0), default=1200, show_default=True,
               help="How many View 2 pairs to score per epoch (0: none; 6000: all).")
 @_common_train_options
@@ -290,7 +298,8 @@ def predict(model, photos, top, as_json):
             records.append(rec)
             codes.append(EXIT_OK)
             if not as_json:
-                click.echo(f"{src}: " + ", ".join(f"{r['class']} {100 * r['probability']:.1f} %" for r in rec["ranking"]))
+                ranking = ", ".join(f"{r['class']} {100 * r['probability']:.1f} %" for r in rec["ranking"])
+                click.echo(f"{src}: {ranking}")
         except FacelabError as err:
             record_failure(records, codes, src, err)
     finish_batch(records, codes, as_json)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from ..verification import THRESHOLDS_FILE
 
@@ -16,7 +17,7 @@ from ..verification import THRESHOLDS_FILE
 def write_thresholds(report: dict, path: Path = THRESHOLDS_FILE,
                      source: str = "LFW View 2, all 6,000 pairs (deep-funneled)") -> dict:
     table = json.loads(path.read_text()) if path.exists() else {}
-    view2 = {
+    view2: dict[str, Any] = {
         "source": source,
         "best_accuracy": {"threshold": round(report["best_threshold"], 5),
                           "far": round(report["best_threshold_far"], 5),

@@ -110,6 +110,12 @@ def embed_images(root: Path, names: Iterable[str], analysis, progress: Callable 
     from ..images import load_image
     from ..pipeline import pick_main_face
 
+    def embedding(rgb: np.ndarray, face: Face) -> np.ndarray:
+        analysis.embed_faces(rgb, [face])
+        if face.embedding is None:
+            raise FacelabError(f"the {analysis.embedder_name} embedder returned no vector")
+        return face.embedding
+
     names = list(names)
     vectors: dict[str, np.ndarray] = {}
     missing: list[str] = []
@@ -129,11 +135,10 @@ def embed_images(root: Path, names: Iterable[str], analysis, progress: Callable 
             t_detect += t2 - t1
             continue
         face = pick_main_face(faces, rgb.shape)
-        analysis.embed_faces(rgb, [face])
+        vectors[name] = embedding(rgb, face)
         t3 = time.perf_counter()
         landmark_sum += face.landmarks
         landmark_n += 1
-        vectors[name] = face.embedding
         t_load += t1 - t0
         t_detect += t2 - t1
         t_embed += t3 - t2
@@ -141,8 +146,7 @@ def embed_images(root: Path, names: Iterable[str], analysis, progress: Callable 
     for name, rgb in pending:
         face = Face(box=(0, 0, rgb.shape[1], rgb.shape[0]), score=0.0, landmarks=mean_landmarks)
         face.aligned = align_face(rgb, mean_landmarks)
-        analysis.embed_faces(rgb, [face])
-        vectors[name] = face.embedding
+        vectors[name] = embedding(rgb, face)
     n = max(len(names), 1)
     return {"vectors": vectors, "missing": missing,
             "ms_per_image": {"load": 1000 * t_load / n, "detect_align": 1000 * t_detect / n,

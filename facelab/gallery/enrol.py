@@ -31,6 +31,8 @@ from ..errors import FacelabError, StoreError
 from .store import FileEntry, NewPhoto, file_sha256, split_model_name
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..faces import Face
+    from ..pipeline import FaceAnalysis
     from . import Gallery
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -111,7 +113,7 @@ def walk(root: Path) -> list[tuple[str, Path]]:
 
 
 # -- the per-photo work (runs in the parent or in worker processes) --------------------------------------------
-_analysis = None
+_analysis: FaceAnalysis | None = None  # one per process: _init_worker makes it
 
 
 def _init_worker(model: str) -> None:
@@ -134,12 +136,15 @@ def analyse_photo(job: tuple[str, str, str, dict]) -> dict[str, Any]:
         return {"skip": "unreadable", "detail": str(err)}
     except Exception as err:  # decoder crash on a damaged file
         return {"skip": "unreadable", "detail": f"{source}: {err}"}
-    faces = _analysis.detect_rgb(rgb)
+    analysis = _analysis
+    if analysis is None:
+        raise RuntimeError("analyse_photo runs after _init_worker (in this process or a worker)")
+    faces = analysis.detect_rgb(rgb)
     if not faces:
         return {"skip": "no face", "detail": "no face found"}
-    big = sorted((f for f in faces if f.quality.size >= opts["min_size"]), key=lambda f: -f.area)
+    big = sorted((f for f in faces if _face_size(f) >= opts["min_size"]), key=lambda f: -f.area)
     if not big:
-        largest = max(f.quality.size for f in faces)
+        largest = max(_face_size(f) for f in faces)
         return {"skip": "too small", "detail": f"largest face {largest:.0f} px < {opts['min_size']:g}"}
     face_filter = FaceFilter(max_yaw=opts["max_yaw"], max_pitch=opts["max_pitch"])
     keep = rgb if opts.get("keep_faces") else None
@@ -149,7 +154,7 @@ def analyse_photo(job: tuple[str, str, str, dict]) -> dict[str, Any]:
         if reason:
             rule: dict[str, Any] = {"skip": "too turned", "detail": reason}
         else:
-            _analysis.embed_faces(rgb, [big[0]])
+            analysis.embed_faces(rgb, [big[0]])
             rule = {"photo": _new_photo(person, source, sha, big[0], len(faces), keep)}
     else:
         rule = {"skip": "several faces", "detail": f"{len(big)} faces of similar size" + HOW_TO_CHOOSE}
@@ -159,8 +164,13 @@ def analyse_photo(job: tuple[str, str, str, dict]) -> dict[str, Any]:
     usable = [f for f in big[:MAX_CANDIDATES] if not face_filter.reason(f)]
     if not usable:
         return rule
-    _analysis.embed_faces(rgb, [f for f in usable if f.embedding is None])
+    analysis.embed_faces(rgb, [f for f in usable if f.embedding is None])
     return {"candidates": [_new_photo(person, source, sha, f, len(faces), keep) for f in usable], "fallback": rule}
+
+
+def _face_size(face: Face) -> float:
+    """The shorter side of the face box, pixels (what detection's Quality.size records)."""
+    return face.quality.size if face.quality is not None else float(min(face.box[2], face.box[3]))
 
 
 MAX_CANDIDATES = 8  # faces of a group photo compared with the person's other photos (the largest ones)
@@ -238,7 +248,10 @@ def enrol_folder(gallery: Gallery, root, progress: bool = True, workers: int = 1
     ledger = store.file_entries([str(p) for _, p in files])
 
     # 1. What needs reading: new files, changed files (their old photo is replaced), skipped ones on request.
-    jobs, entries, seen_hashes, replaced_ids = [], {}, {}, []
+    jobs: list[tuple[str, str, str, dict[str, Any]]] = []
+    entries: dict[str, FileEntry] = {}
+    seen_hashes: dict[str, str] = {}  # sha256 -> the file of this run that has it
+    replaced_ids: list[int] = []
     for person, path in files:
         src = str(path)
         try:
@@ -288,10 +301,11 @@ def enrol_folder(gallery: Gallery, root, progress: bool = True, workers: int = 1
     def flush() -> None:
         results = store.add_photos(pending_photos, pending_files)
         for photo, res in zip(pending_photos, results):
-            if isinstance(res, str) and entries[photo.source].status == "added":
+            source = str(photo.source)  # enrolment's photos all come from files: never None here
+            if isinstance(res, str) and entries[source].status == "added":
                 report.unchanged += 1  # this very file was enrolled meanwhile by another process
             elif isinstance(res, str):  # the same photo under another path, stored meanwhile by another process
-                report.skipped["duplicate"].append({"file": photo.source, "detail": res})
+                report.skipped["duplicate"].append({"file": source, "detail": res})
             else:
                 report.added.append({"person": photo.person, "file": photo.source, "photo_id": res.id})
         pending_photos.clear()

@@ -147,7 +147,8 @@ class HnswIndex:
         k = min(k, len(self.index))
         if k == 0:
             return np.zeros((len(q), 0), np.int64), np.zeros((len(q), 0), np.float32)
-        self.index.expansion_search = max(k, self.ef or expansion_search_for(len(self.index)))
+        # usearch defines this property's setter apart from its getter, which mypy reads as read-only
+        self.index.expansion_search = max(k, self.ef or expansion_search_for(len(self.index)))  # type: ignore[misc]
         res = self.index.search(q, k, threads=threads)
         keys = np.asarray(res.keys, np.int64).reshape(len(q), -1)
         sims = 1.0 - np.asarray(res.distances, np.float32).reshape(len(q), -1)
@@ -160,15 +161,24 @@ class HnswIndex:
     def stored_bytes(self, ids) -> list[bytes]:
         """The bytes the graph holds for these vectors, in its own storage type (for checks that deleted
         vectors are gone from a saved file)."""
-        kind = {"I8": np.int8, "F16": np.float16, "F32": np.float32, "F64": np.float64}[self.dtype.upper()]
-        got = self.index.get(np.asarray(ids, np.uint64), dtype=kind)
-        return [np.asarray(v, kind).tobytes() for v in got]
+        rows = self.index.get(np.asarray(ids, np.uint64), dtype=self.dtype.lower())  # "i8", "f16", "f32", "f64"
+        if not isinstance(rows, tuple):  # several keys give a tuple of rows
+            raise TypeError(f"usearch returned {type(rows).__name__} for {len(ids)} keys")
+        out = []
+        for i, row in zip(ids, rows):
+            if row is None:
+                raise KeyError(f"vector {i} is not in the graph")
+            out.append(np.asarray(row).tobytes())
+        return out
 
     def get(self, ids) -> np.ndarray:
         return np.asarray(self.index.get(np.asarray(ids, np.uint64)), np.float32).reshape(len(ids), self.dim)
 
     def to_bytes(self) -> bytes:
-        return bytes(self.index.save())
+        data = self.index.save()  # no path given: the serialised index
+        if data is None:
+            raise RuntimeError("usearch saved the index to a file instead of returning it")
+        return bytes(data)
 
     @classmethod
     def from_bytes(cls, dim: int, data: bytes) -> HnswIndex:

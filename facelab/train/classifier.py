@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from . import DatasetError, TrainingError
 from .data import check_trainable, labels_of, open_dataset
 from .frozen_features import dataset_features, feature_spec
 from .runs import Run, default_run_dir
+
+if TYPE_CHECKING:  # torch loads when training starts, not on import
+    from torch import nn
 
 METHODS = ("head", "cnn")
 
@@ -39,7 +42,7 @@ def train_classifier(dataset: str | Path, out: str | Path | None = None, method:
     from .evaluate import evaluate_arrays
     from .export import export_onnx
     from .loop import TrainConfig, fit, load_checkpoint, pick_device
-    from .nets import BACKBONES, WithSoftmax, build_model, count_parameters
+    from .nets import BACKBONES, EmbeddingHead, WithSoftmax, build_model, count_parameters
 
     cfg = cfg or TrainConfig()
     if method not in METHODS:
@@ -80,7 +83,7 @@ def train_classifier(dataset: str | Path, out: str | Path | None = None, method:
     if method == "cnn" and not cfg.augment:
         cfg.augment = "brightness,contrast,crop,flip"
     model = build_model(arch)
-    if arch.get("standardize"):
+    if arch.get("standardize") and isinstance(model, EmbeddingHead):  # only heads standardise their features
         model.set_standardization(data["train"])  # resume: the checkpoint's buffers replace these
     if init and not resume:
         _init_backbone(model, init, arch)
@@ -107,10 +110,10 @@ def train_classifier(dataset: str | Path, out: str | Path | None = None, method:
         acc = (logits.argmax(1) == yv).float().mean().item()
         return {"val_loss": loss, "val_acc": acc, "score": acc - 1e-3 * loss}
 
-    state = fit(run, _Supervised(model), data["train"], labels["train"], cfg, arch,
+    state = fit(run, _supervised(model), data["train"], labels["train"], cfg, arch,
                 nn.CrossEntropyLoss(weight=weights), validate, resume, progress)
     best = load_checkpoint(run.best, arch)
-    _Supervised(model).load_state_dict(best["model"])
+    _supervised(model).load_state_dict(best["model"])
     model.eval()
     sample = np.concatenate([data["test"][:16], data["val"][:16], data["train"][:16]])[:16]
     if sample.dtype == np.uint8:  # NHWC crops -> the NCHW float the graph takes
@@ -141,21 +144,19 @@ def train_classifier(dataset: str | Path, out: str | Path | None = None, method:
     return {"run": str(run.path), **summary}
 
 
-class _Supervised:
+def _supervised(model: nn.Module) -> nn.Module:
     """Adapter: the loop calls forward(x, y); a classifier ignores y. Built as nn.Module lazily (torch import)."""
+    from torch import nn
 
-    def __new__(cls, model):
-        from torch import nn
+    class Supervised(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
 
-        class Supervised(nn.Module):
-            def __init__(self, net):
-                super().__init__()
-                self.net = net
+        def forward(self, x, y=None):
+            return self.net(x)
 
-            def forward(self, x, y=None):
-                return self.net(x)
-
-        return Supervised(model)
+    return Supervised(model)
 
 
 def _predict_logits(module, x: np.ndarray, device, batch_size: int):

@@ -97,7 +97,8 @@ def list_raw(raw: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     classes = sorted(p for p in raw.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DatasetError(f"{raw}: no class folders (expected RAW/<class>/<photo>)")
-    items, empty = [], []
+    items: list[tuple[str, Path]] = []
+    empty: list[str] = []
     for cdir in classes:
         photos = sorted(p for p in cdir.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
         if not photos:
@@ -165,12 +166,15 @@ def process_photo(path: Path, opts: BuildOptions, analysis) -> tuple[dict[str, A
     reason = _filter_reason(face, opts)
     if reason:
         return {**rec, "status": reason[0], "detail": reason[1]}, None
-    crop = face.aligned if opts.size == face.aligned.shape[0] else align_face(rgb, face.landmarks, opts.size)
+    pose, quality, aligned = face.pose, face.quality, face.aligned
+    if pose is None or quality is None or aligned is None:  # detect_rgb measures all three on every face
+        raise DatasetError(f"{path}: the detector gave a face without its pose, quality or aligned crop")
+    crop = aligned if opts.size == aligned.shape[0] else align_face(rgb, face.landmarks, opts.size)
     x, y, w, h = face.box
     rec.update(status="kept", box_x=round(x, 1), box_y=round(y, 1), box_w=round(w, 1), box_h=round(h, 1),
-               score=round(face.score, 4), yaw=round(face.pose.yaw, 1), pitch=round(face.pose.pitch, 1),
-               roll=round(face.pose.roll, 1), size=round(face.quality.size, 1),
-               sharpness=round(face.quality.sharpness, 1), faces_in_photo=len(faces),
+               score=round(face.score, 4), yaw=round(pose.yaw, 1), pitch=round(pose.pitch, 1),
+               roll=round(pose.roll, 1), size=round(quality.size, 1),
+               sharpness=round(quality.sharpness, 1), faces_in_photo=len(faces),
                dhash=f"{dhash(crop.mean(axis=2).astype(np.uint8)):016x}")
     return rec, crop
 
@@ -265,10 +269,11 @@ def _finish(records: list[dict[str, Any]], opts: BuildOptions, report: BuildRepo
         elif r["status"] == "kept":
             kept.append(r)
     kept = _dedupe(kept, opts, report, out)
-    by_class = defaultdict(list)
+    by_class: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in kept:
         by_class[r["class"]].append(r)
-    final, group_sides = [], {}
+    final: list[dict[str, Any]] = []
+    group_sides: dict[str, str] = {}  # person -> the split all their photos go to, across classes
     for cls, rows in sorted(by_class.items()):
         if len(rows) < opts.min_per_class:
             for r in rows:
@@ -309,6 +314,8 @@ def _thumb(path: Path) -> np.ndarray:
     import cv2
 
     grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if grey is None:
+        raise DatasetError(f"{path}: cannot read the crop (was the dataset folder changed while building?)")
     t = cv2.resize(grey, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
     t -= t.mean()
     return t / max(float(np.linalg.norm(t)), 1e-6)
@@ -323,27 +330,32 @@ def _dedupe(kept: list[dict[str, Any]], opts: BuildOptions, report: BuildReport,
             thumbs[r["file"]] = _thumb(root / r["file"])
         return thumbs[r["file"]]
 
-    out, seen_sha = [], {}
-    hashes = np.zeros(len(kept), dtype=np.uint64)
+    out: list[dict[str, Any]] = []
+    seen_sha: dict[str, dict[str, Any]] = {}
+    hashes = np.zeros(len(kept), dtype=np.uint64)  # dHashes of out's records, in order
     n = 0
-    for r in kept:
-        reason, first = None, None
+
+    def duplicate_of(r: dict[str, Any], h: np.uint64) -> tuple[str, dict[str, Any]] | None:
+        """(why, the kept record r repeats), or None when r is new."""
         if r["sha256"] in seen_sha:
-            reason, first = "exact_duplicate", seen_sha[r["sha256"]]
-        else:
-            h = np.uint64(int(r["dhash"], 16))
-            if n and opts.near_dup_bits >= 0:
-                close = np.flatnonzero(np.bitwise_count(hashes[:n] ^ h) <= opts.near_dup_bits)
-                for j in close:
-                    if float(thumb(r) @ thumb(out[j])) >= opts.near_dup_corr:
-                        reason, first = "near_duplicate", out[j]
-                        break
-            if reason is None:
-                hashes[n] = h
-                n += 1
-                seen_sha[r["sha256"]] = r
-                out.append(r)
-                continue
+            return "exact_duplicate", seen_sha[r["sha256"]]
+        if n and opts.near_dup_bits >= 0:
+            close = np.flatnonzero(np.bitwise_count(hashes[:n] ^ h) <= opts.near_dup_bits)
+            for j in close:
+                if float(thumb(r) @ thumb(out[j])) >= opts.near_dup_corr:
+                    return "near_duplicate", out[j]
+        return None
+
+    for r in kept:
+        h = np.uint64(int(r["dhash"], 16))
+        duplicate = duplicate_of(r, h)
+        if duplicate is None:
+            hashes[n] = h
+            n += 1
+            seen_sha[r["sha256"]] = r
+            out.append(r)
+            continue
+        reason, first = duplicate
         report.dropped.setdefault(reason, []).append({"source": r["source"], "detail": f"same as {first['source']}"})
         if first["class"] != r["class"]:
             report.cross_class_duplicates.append({"kept": first["source"], "dropped": r["source"], "kind": reason})
@@ -366,7 +378,7 @@ def _split(rows: list[dict[str, Any]], opts: BuildOptions, group_sides: dict[str
     if opts.test < 1 and total > 1:  # keep at least one training photo per class unless all go to test
         n_test = min(n_test, total - 1)
         n_val = min(n_val, total - 1 - n_test)
-    counts = Counter()
+    counts: Counter[str] = Counter()
     for k in keys:
         side = group_sides.get(k) or ("test" if counts["test"] < n_test else "val" if counts["val"] < n_val
                                        else "train")

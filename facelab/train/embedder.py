@@ -99,8 +99,9 @@ def _distributed(cfg):
 
 def train_embedder(dataset: str | Path, out: str | Path | None = None, loss: str = "arcface",
                    margin: float | None = None, scale: float = 32.0, backbone: str = "mobilefacenet",
-                   input_size: int = 56, width: int | None = None, dim: int = 128, lfw_root: str | Path | None = None,
-                   lfw_pairs: int = 1200, cfg=None, resume: bool = False, progress: bool = True) -> dict[str, Any] | None:
+                   input_size: int = 56, width: int | None = None, dim: int = 128,
+                   lfw_root: str | Path | None = None, lfw_pairs: int = 1200, cfg=None, resume: bool = False,
+                   progress: bool = True) -> dict[str, Any] | None:
     import torch
     from torch import nn
 
@@ -210,7 +211,8 @@ def _embed(net, crops: np.ndarray, device) -> np.ndarray:
 
     from .loop import to_input
 
-    outs = [F.normalize(net(to_input(crops[i:i + 256], device)).float(), dim=1).cpu() for i in range(0, len(crops), 256)]
+    outs = [F.normalize(net(to_input(crops[i:i + 256], device)).float(), dim=1).cpu()
+            for i in range(0, len(crops), 256)]
     return torch.cat(outs).numpy()
 
 
@@ -249,7 +251,7 @@ def _lfw_set(root, n_pairs: int, crop_size: int, progress: bool) -> dict[str, An
         for f in it:
             try:
                 face, _ = analysis.main_face(root / "images" / f)
-                crop = face.aligned if face.aligned.shape[0] == crop_size else None
+                crop = face.aligned if face.aligned is not None and face.aligned.shape[0] == crop_size else None
                 if crop is None:
                     from ..images import load_image
 
@@ -271,7 +273,7 @@ def _read_pairs(path: Path) -> list[tuple[str, str, bool, int]]:
     lines = path.read_text().split("\n")
     folds, n = map(int, lines[0].split())
     out = []
-    for i, line in enumerate(l for l in lines[1:] if l.strip()):
+    for i, line in enumerate(text for text in lines[1:] if text.strip()):
         p = line.split()
         if len(p) == 3:
             a, b, same = f"{p[0]}/{p[0]}_{int(p[1]):04d}.jpg", f"{p[0]}/{p[0]}_{int(p[2]):04d}.jpg", True

@@ -67,14 +67,17 @@ def evaluate_classifier(run_or_model: str | Path, dataset: str | Path, split: st
     if report["accuracy"] <= majority + 0.02:
         report["warnings"].append(f"accuracy {100 * report['accuracy']:.1f} % is no better than always answering "
                                   f"the commonest class ({100 * majority:.1f} %): the model does not work on this data")
-    out_dir = Path(out) if out else (Path(run_or_model) if Path(run_or_model).is_dir() else Path("out")) / f"eval-{ds.name}-{split}"
+    out_dir = (Path(out) if out
+               else (Path(run_or_model) if Path(run_or_model).is_dir() else Path("out")) / f"eval-{ds.name}-{split}")
     out_dir.mkdir(parents=True, exist_ok=True)
     import json
 
     (out_dir / "eval.json").write_text(json.dumps(report, indent=2))
     files = [str(out_dir / "eval.json")]
     present = [i for i, c in enumerate(model.labels) if report["per_class"][c]["support"]]
-    cm = np.asarray(report["confusion"])[np.ix_(present, present)] if len(present) < len(model.labels) else report["confusion"]
+    cm = report["confusion"]
+    if len(present) < len(model.labels):  # classes absent from this split: leave their empty rows out
+        cm = np.asarray(cm)[np.ix_(present, present)]
     if plot_confusion(cm, [model.labels[i] for i in present], out_dir / "confusion.png",
                       f"{ds.name} ({split}): accuracy {100 * report['accuracy']:.1f} %"):
         files.append(str(out_dir / "confusion.png"))

@@ -122,7 +122,7 @@ def fit(run: Run, train_module: nn.Module, x: np.ndarray, y: np.ndarray, cfg: Tr
         opt, lambda e: 0.5 * (1 + math.cos(math.pi * min(e, cfg.epochs) / max(cfg.epochs, 1))))
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    state = {"epoch": 0, "history": [], "best_score": -math.inf, "best_epoch": None, "bad_epochs": 0}
+    state: dict[str, Any] = {"epoch": 0, "history": [], "best_score": -math.inf, "best_epoch": None, "bad_epochs": 0}
     if resume:
         state = _load_last(run, module, opt, sched, scaler, arch, device)
     n = len(x)
@@ -241,7 +241,8 @@ def load_checkpoint(path, arch: dict[str, Any] | None = None, device="cpu") -> d
     if arch is not None:
         keys = [k for k in set(arch) | set(ckpt["arch"]) if arch.get(k) != ckpt["arch"].get(k)]
         if keys:
-            diffs = ", ".join(f"{k}: checkpoint {ckpt['arch'].get(k)!r} vs asked {arch.get(k)!r}" for k in sorted(keys)[:4])
+            diffs = ", ".join(f"{k}: checkpoint {ckpt['arch'].get(k)!r} vs asked {arch.get(k)!r}"
+                              for k in sorted(keys)[:4])
             raise TrainingError(f"checkpoint {path} is of another architecture ({diffs})")
     return ckpt
 

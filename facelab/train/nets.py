@@ -106,7 +106,7 @@ class MobileFaceNetLike(nn.Module):
         return self.gdconv(self.features(x)).flatten(1)
 
 
-def make_backbone(arch: dict[str, Any]) -> nn.Module:
+def make_backbone(arch: dict[str, Any]) -> SmallResNet | MobileFaceNetLike:
     name = arch["backbone"]
     if name == "resnet":
         return SmallResNet(width=arch.get("width", 32), blocks=arch.get("blocks", 1))
@@ -134,6 +134,9 @@ class EmbeddingHead(nn.Module):
 
     arch["standardize"]: features with no fixed scale (a CNN's ReLU activations, unlike SFace's unit vectors)
     are standardised with the training set's mean and spread, kept as buffers so the ONNX export does it too."""
+
+    mean: torch.Tensor  # buffers (register_buffer), present when arch["standardize"]
+    scale: torch.Tensor
 
     def __init__(self, arch: dict[str, Any]):
         super().__init__()

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import DatasetError, TrainingError
+
+if TYPE_CHECKING:  # torch-free at import: the extractor loads only for a head on frozen features
+    from .frozen_features import FeatureExtractor
 
 
 class OnnxClassifier:
@@ -26,13 +29,15 @@ class OnnxClassifier:
 
         if input_kind not in ("aligned_crop", "sface_embedding", "features"):
             raise TrainingError(f"unknown classifier input kind {input_kind!r}")
-        if input_kind == "features" and not (features or {}).get("features"):
-            raise TrainingError(f"{path}: a head on frozen features that does not say which (no 'features' entry)")
         self.labels, self.input_kind, self.crop_size = list(labels), input_kind, int(crop_size)
         # Which frozen features the head reads (None: it takes crops). Checked now, not at the first photo.
-        self.features = (check_spec(features).name if input_kind == "features" else
-                         "sface" if input_kind == "sface_embedding" else None)
-        self._extractor = None
+        self.features: str | None = "sface" if input_kind == "sface_embedding" else None
+        if input_kind == "features":
+            if not features or not features.get("features"):
+                raise TrainingError(f"{path}: a head on frozen features that does not say which "
+                                    "(no 'features' entry)")
+            self.features = check_spec(features).name
+        self._extractor: FeatureExtractor | None = None
         self.name = name or Path(path).stem
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
@@ -82,7 +87,8 @@ class OnnxClassifier:
             from .frozen_features import FeatureExtractor
 
             if crops.shape[1:3] != (112, 112):
-                raise DatasetError(f"the {self.features} head takes 112x112 crops, got {crops.shape[2]}x{crops.shape[1]}")
+                raise DatasetError(f"the {self.features} head takes 112x112 crops, "
+                                   f"got {crops.shape[2]}x{crops.shape[1]}")
             self._extractor = self._extractor or FeatureExtractor(self.features)
             return self.run(self._extractor(crops))
         return self.run(crops)

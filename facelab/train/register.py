@@ -53,11 +53,12 @@ def register_run(run_dir: str | Path, name: str | None = None, task: str | None 
         shutil.copyfile(run.path / "model_card.md", dest_dir / f"{name}.md")
     summary = run.read_json("summary.json")
     counts = config.get("counts", {})
+    split_sizes = ", ".join(f"{s} {sum(c.values())}" for s, c in counts.items())
     entry: dict[str, Any] = {
         "task": task or ("embedding" if config["task"] == "embedder" else "classification"),
         "file": f"models/{name}.onnx", "sha256": file_sha256(dest), "bytes": dest.stat().st_size,
         "licence": licence, "licence_source": "user-trained with facelab train",
-        "training_data": f"{config['dataset']} ({', '.join(f'{s} {sum(c.values())}' for s, c in counts.items())} photos)",
+        "training_data": f"{config['dataset']} ({split_sizes} photos)",
         "default_ok": False, "description": f"trained by facelab train ({config['task']}, run {run.path.resolve()})",
         "card": f"models/{name}.md", "run": str(run.path.resolve()), "crop_size": export["crop_size"],
     }

@@ -149,6 +149,14 @@ def test_embed_returns_unit_vectors_tagged_with_the_model(client, jpg):
     assert client.post("/v1/embed?model=nonsense", files=upload(jpg)).status_code == 422
 
 
+def test_embed_takes_the_cli_models_with_flip(client, jpg):
+    for query in ("model=sface&flip=true", "model=sface%2Bflip"):
+        body = client.post(f"/v1/embed?{query}", files=upload(jpg)).json()
+        assert body["model"] == "sface+flip" and body["dim"] == 128
+    local = facelab.embed(np.asarray(Image.open(io.BytesIO(jpg)).convert("RGB")), model="sface", flip=True)
+    assert np.allclose(body["faces"][0]["embedding"], local[0].embedding, atol=1e-5)
+
+
 def test_verify_same_photo_and_no_face(client, jpg, coffee_jpg):
     r = client.post("/v1/verify", files={**upload(jpg, "image_a"), **upload(jpg, "image_b")})
     assert r.status_code == 200, r.text

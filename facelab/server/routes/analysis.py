@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 import facelab
 
 from .. import capabilities, schemas
-from ..deps import READ, Context, Images
+from ..deps import MODEL_HELP, READ, Context, Images, embedding_model
 from ..galleries import DEFAULT
 from ..recognize import recognize
 from .openapi import ERRORS, image_body
@@ -25,13 +25,15 @@ async def detect(context: Context, images: Images, min_size: float | None = Quer
 
 @router.post("/v1/embed", response_model=schemas.EmbedResponse, openapi_extra=image_body("image"))
 async def embed(context: Context, images: Images,
-                model: str = Query("sface", pattern="^(sface|dlib_resnet|fused)$")):
+                model: str = Query("sface", min_length=1, max_length=100, description=MODEL_HELP),
+                flip: bool = Query(False, description="average each face with its mirror image (`--flip`)")):
     """Every face with its embedding (unit vector; compare by dot product) and the model that made it."""
+    name, flip = embedding_model(model, flip)
     (rgb,) = await images("image")
-    faces = await context.infer(facelab.embed, rgb, model=model)
+    faces = await context.infer(facelab.embed, rgb, model=name, flip=flip)
     dim = len(faces[0].embedding) if faces else None
-    return {"model": faces[0].embedding_model if faces else model, "dim": dim, "width": rgb.shape[1],
-            "height": rgb.shape[0], "faces": [f.to_dict(with_embedding=True) for f in faces]}
+    return {"model": faces[0].embedding_model if faces else name + ("+flip" if flip else ""), "dim": dim,
+            "width": rgb.shape[1], "height": rgb.shape[0], "faces": [f.to_dict(with_embedding=True) for f in faces]}
 
 
 @router.post("/v1/analyze", response_model=schemas.DetectResponse, openapi_extra=image_body("image"))

@@ -4,28 +4,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from .. import schemas
-from ..deps import READ, Context, Images
-from ..errors import ApiError
+from ..deps import MODEL_HELP, READ, Context, Images, embedding_model
 from .openapi import ERRORS, image_body
 
 router = APIRouter(tags=["faces"], dependencies=READ, responses=ERRORS)
-
-MODEL_HELP = ("an embedding model `facelab verify --model` accepts: sface, dlib_resnet, fused, or a user model "
-              "registered with `facelab models add`; `NAME+flip` is NAME with flip=true")
-
-
-def embedding_model(model: str, flip: bool) -> tuple[str, bool]:
-    """(embedder name, flip) for a requested model, or 422 naming the known ones. Read at each request, as the CLI
-    reads them at each run: a model added with `facelab models add` is served without a restart."""
-    from ...embedders import EMBEDDERS, registered_embedder_names
-
-    name, plus, variant = model.partition("+")
-    known = [*EMBEDDERS, *registered_embedder_names()]
-    if name not in known or (plus and variant != "flip"):
-        raise ApiError(422, "invalid_request", f"model: {model!r} is not an embedding model; known: "
-                                               f"{', '.join(known)} (each also as NAME+flip)")
-    return name, flip or bool(plus)
-
 
 @router.post("/v1/verify", response_model=schemas.VerifyResponse, openapi_extra=image_body("image_a", "image_b"))
 async def verify(context: Context, images: Images,

@@ -35,20 +35,38 @@ def create_app_from_env() -> FastAPI:
     return create_app(Settings(**json.loads(raw)) if raw else Settings())
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    context: ServerContext = app.state.context
+    if context.settings.preload_models:
+        from ..pipeline import shared_analysis
+
+        analysis = shared_analysis(embedder=context.settings.model)
+        await anyio.to_thread.run_sync(lambda: (analysis.detector, analysis.embedder))
+    yield
+    context.galleries.close()
+
+
+async def give_back_image_memory(request: Request, call_next):
+    """The image memory a request reserved (uploads.decode_uploads) is given back once it is answered."""
+    try:
+        return await call_next(request)
+    finally:
+        await release_reserved(request.scope, request.app.state.context.pixel_budget)
+
+
+async def security_headers(request: Request, call_next):
+    response = await call_next(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.url.path == "/" or request.url.path.startswith("/static"):
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    return response
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     context = ServerContext(settings)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        if settings.preload_models:
-            from ..pipeline import shared_analysis
-
-            analysis = shared_analysis(embedder=settings.model)
-            await anyio.to_thread.run_sync(lambda: (analysis.detector, analysis.embedder))
-        yield
-        context.galleries.close()
-
     app = FastAPI(title="facelab", version=facelab.__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Faces found, compared, named and described, offline. Images go in as multipart "
                               "uploads or base64 JSON; errors are `{\"error\": {\"code\", \"message\"}}`.")
@@ -62,22 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.allowed_hosts:  # outermost: a request for another host name is refused before anything else
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     install_error_handlers(app)
-
-    @app.middleware("http")
-    async def give_back_image_memory(request: Request, call_next):
-        try:
-            return await call_next(request)
-        finally:
-            await release_reserved(request.scope, context.pixel_budget)
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if request.url.path == "/" or request.url.path.startswith("/static"):
-            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        return response
+    app.middleware("http")(give_back_image_memory)
+    app.middleware("http")(security_headers)
 
     web.mount_files(app)
     for router, responses in ROUTERS:

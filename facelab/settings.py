@@ -2,7 +2,8 @@
 
 One object, read once from the environment and changed by the CLI (`facelab --threads N ...`) or by a program
 (`facelab.settings.configure(threads=N)`). Sessions and nets built afterwards use it; ones already built keep
-theirs. The server's own limits (request concurrency, upload sizes) are in facelab/server/settings.py.
+theirs. The server's own limits (request concurrency, upload sizes) are in facelab/server/settings.py, read the
+same way (FACELAB_SERVE_* variables, `facelab serve` options).
 
     FACELAB_THREADS   CPU threads one model call may use (onnxruntime's intra-op pool; OpenCV's pool too when
                       set explicitly). Default: min(4, the CPUs this process may run on).
@@ -44,10 +45,11 @@ class RuntimeSettings:
         raw = os.environ.get(ENV_THREADS, "").strip()
         if not raw:
             return cls(threads=default_threads(), threads_explicit=False)
-        return cls(threads=_threads(raw, ENV_THREADS), threads_explicit=True)
+        return cls(threads=parse_count(raw, ENV_THREADS), threads_explicit=True)
 
 
-def _threads(value, source: str) -> int:
+def parse_count(value, source: str) -> int:
+    """A whole number of threads >= 1 from the environment, the CLI or a program (server settings use it too)."""
     try:
         n = int(value)
     except (TypeError, ValueError):
@@ -73,7 +75,7 @@ def configure(threads: int | None = None) -> RuntimeSettings:
     global _current
     settings = current()
     if threads is not None:
-        settings = replace(settings, threads=_threads(threads, "threads"), threads_explicit=True)
+        settings = replace(settings, threads=parse_count(threads, "threads"), threads_explicit=True)
         os.environ[ENV_THREADS] = str(settings.threads)  # worker processes (gallery enrol --workers) agree
     _current = settings
     return settings

@@ -149,6 +149,14 @@ def test_embed_returns_unit_vectors_tagged_with_the_model(client, jpg):
     assert client.post("/v1/embed?model=nonsense", files=upload(jpg)).status_code == 422
 
 
+def test_embed_takes_the_cli_models_with_flip(client, jpg):
+    for query in ("model=sface&flip=true", "model=sface%2Bflip"):
+        body = client.post(f"/v1/embed?{query}", files=upload(jpg)).json()
+        assert body["model"] == "sface+flip" and body["dim"] == 128
+    local = facelab.embed(np.asarray(Image.open(io.BytesIO(jpg)).convert("RGB")), model="sface", flip=True)
+    assert np.allclose(body["faces"][0]["embedding"], local[0].embedding, atol=1e-5)
+
+
 def test_verify_same_photo_and_no_face(client, jpg, coffee_jpg):
     r = client.post("/v1/verify", files={**upload(jpg, "image_a"), **upload(jpg, "image_b")})
     assert r.status_code == 200, r.text
@@ -171,6 +179,75 @@ def test_verify_lfw_pairs(client, lfw):
     assert pair(powell1, powell2)["same"] is True
     different = pair(powell1, blair)
     assert different["same"] is False and different["similarity"] < different["threshold"]
+
+
+ANSWER_FIELDS = ("same", "similarity", "model", "threshold", "far", "source", "operating_point", "verdict",
+                 "uncertain")
+
+
+def _verify_pair(client, a, b, query: str) -> dict:
+    files = {"image_a": ("a.jpg", a.read_bytes(), "image/jpeg"), "image_b": ("b.jpg", b.read_bytes(), "image/jpeg")}
+    r = client.post(f"/v1/verify?{query}", files=files)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.mark.parametrize("query,model,flip", [
+    ("model=sface&flip=true", "sface", True), ("model=sface%2Bflip", "sface", True),
+    ("model=fused", "fused", False), ("model=fused&flip=true", "fused", True),
+    ("model=dlib_resnet", "dlib_resnet", False)])
+def test_verify_takes_every_cli_model_with_the_cli_answer(client, lfw, query, model, flip):
+    """The REST answer is facelab.verify's (what `facelab verify --json` prints), field for field, at a FAR."""
+    powell1, powell2 = lfw_image(lfw, "Colin_Powell", 1), lfw_image(lfw, "Colin_Powell", 2)
+    blair = lfw_image(lfw, "Tony_Blair", 1)
+    for other, same in ((powell2, True), (blair, False)):
+        body = _verify_pair(client, powell1, other, query + "&far=0.001")
+        local = facelab.verify(str(powell1), str(other), model=model, flip=flip, far=0.001).to_dict()
+        assert {k: body[k] for k in ANSWER_FIELDS} == {k: local[k] for k in ANSWER_FIELDS}
+        assert body["same"] is same and body["model"] == model + ("+flip" if flip else "")
+        assert body["far"] == 0.001 and body["operating_point"]
+
+
+def test_verify_answers_as_the_cli_does(client, lfw):
+    """One pair through the real `facelab verify --model fused --flip --far 0.001 --json` and through REST."""
+    from .conftest import run_cli
+
+    a, b = lfw_image(lfw, "Colin_Powell", 1), lfw_image(lfw, "Colin_Powell", 2)
+    cli = run_cli("verify", a, b, "--model", "fused", "--flip", "--far", "0.001", "--json")
+    assert cli.returncode == 0, cli.stderr
+    printed = json.loads(cli.stdout)
+    body = _verify_pair(client, a, b, "model=fused&flip=true&far=0.001")
+    assert {k: body[k] for k in ANSWER_FIELDS} == {k: printed[k] for k in ANSWER_FIELDS}
+
+
+def test_verify_refuses_unknown_models_before_reading_images(client, jpg):
+    files = {**upload(jpg, "image_a"), **upload(jpg, "image_b")}
+    for model in ("nonsense", "sface+mirror", "sface+"):
+        r = client.post(f"/v1/verify?model={model.replace('+', '%2B')}", files=files)
+        assert r.status_code == 422 and error_code(r) == "invalid_request", (model, r.text)
+        assert "sface, dlib_resnet, fused" in r.json()["error"]["message"]
+
+
+def test_verify_takes_a_registered_embedder(client, jpg):
+    """An embedder added through facelab.register_embedder is a model /v1/verify accepts, like the CLI; it has no
+    calibrated threshold, so it answers only with threshold= (else 503, the model's own message)."""
+    from facelab.embedders import EMBEDDERS
+    from facelab.pipeline import get_embedder, shared_analysis
+
+    from .test_extension import TINY, Grey16Embedder
+
+    facelab.register_embedder(TINY, Grey16Embedder)
+    try:
+        files = {**upload(jpg, "image_a"), **upload(jpg, "image_b")}
+        r = client.post(f"/v1/verify?model={TINY}&flip=true&threshold=0.7", files=files)
+        assert r.status_code == 200, r.text
+        assert r.json()["model"] == TINY + "+flip" and r.json()["same"] is True
+        r = client.post(f"/v1/verify?model={TINY}", files=files)
+        assert r.status_code == 503 and "no calibrated threshold" in r.json()["error"]["message"]
+    finally:
+        EMBEDDERS.pop(TINY, None)
+        get_embedder.cache_clear()
+        shared_analysis.cache_clear()
 
 
 def test_recognize_without_gallery_features_still_boxes_faces(client, jpg, monkeypatch):
@@ -207,7 +284,8 @@ def test_truncated_jpeg_is_400(client, jpg):
 
 
 def test_bad_json_bodies(client):
-    assert error_code(client.post("/v1/detect", content=b"{not json", headers={"content-type": "application/json"})) == "bad_request"
+    json_type = {"content-type": "application/json"}
+    assert error_code(client.post("/v1/detect", content=b"{not json", headers=json_type)) == "bad_request"
     assert error_code(client.post("/v1/detect", json=["a list"])) == "invalid_request"
     assert error_code(client.post("/v1/detect", json={"image": "***not base64***"})) == "bad_image"
     assert error_code(client.post("/v1/detect", json={})) == "invalid_request"
@@ -559,7 +637,8 @@ def test_named_galleries_live_in_the_data_folder(client, key, stand_ins, tmp_pat
     for bad in ("../etc", "a/b", ".hidden", "x" * 65, ""):
         r = client.post("/v1/galleries", json={"name": bad}, headers=auth)
         assert r.status_code == 422, bad
-    assert error_code(client.post("/v1/identify?gallery=..%2F..%2Fetc", files={})) in ("invalid_request", "unsupported_media_type")
+    assert error_code(client.post("/v1/identify?gallery=..%2F..%2Fetc", files={})) in (
+        "invalid_request", "unsupported_media_type")
     assert error_code(client.get("/v1/galleries/nope/people")) == "not_found"
     assert client.delete("/v1/galleries/default", headers=auth).status_code == 409
     (tmp_path / "data" / "galleries" / "family.db").write_bytes(b"")  # what a real store would have written
@@ -728,3 +807,32 @@ def test_real_gallery_round_trip(client, key, jpg, coffee_jpg):
     assert client.get("/v1/galleries/nobody_made_this/check").status_code == 404
     assert client.delete("/v1/galleries/default/people/Eileen Collins", headers=auth).status_code == 200
     assert client.get("/v1/galleries/default/people").json()["people"] == []
+
+
+# ---- settings: defaults, then FACELAB_SERVE_* variables, then `facelab serve` options --------------------------
+def test_server_settings_read_the_environment_then_options(tmp_path):
+    from facelab.errors import FacelabError
+    from facelab.settings import usable_cpus
+
+    env = {"FACELAB_SERVE_THREADS": "3", "FACELAB_SERVE_MAX_UPLOAD_MB": "5", "FACELAB_SERVE_MAX_MEGAPIXELS": "2"}
+    s = Settings.from_env(env, data_dir=tmp_path, inference_threads=None)
+    assert (s.inference_threads, s.max_upload_bytes, s.max_pixels) == (3, 5 * 2**20, 2_000_000)
+    assert s.max_decoded_bytes == 6_000_000  # follows max_pixels down, as with --max-megapixels
+    assert Settings.from_env(env, inference_threads=7).inference_threads == 7  # the option wins
+    plain = Settings.from_env({}, data_dir=tmp_path)
+    assert plain.inference_threads == plain.decode_threads == usable_cpus()  # no number fixed for one machine
+    for name, bad in (("FACELAB_SERVE_THREADS", "0"), ("FACELAB_SERVE_THREADS", "two"),
+                      ("FACELAB_SERVE_MAX_UPLOAD_MB", "nan"), ("FACELAB_SERVE_MAX_MEGAPIXELS", "500")):
+        with pytest.raises(FacelabError, match=name):
+            Settings.from_env({name: bad})
+    with pytest.raises(TypeError):
+        Settings.from_env({}, no_such_setting=1)
+
+
+def test_serve_refuses_a_bad_environment_value_in_one_line(tmp_path):
+    from .conftest import run_cli
+
+    r = run_cli("serve", "--create-key", "--data", tmp_path, env={"FACELAB_SERVE_THREADS": "many"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "FACELAB_SERVE_THREADS must be a whole number" in r.stderr
+    assert not (tmp_path / "api_keys.json").exists()  # nothing done

@@ -67,6 +67,36 @@ SECONDS = FiniteRange(0.0, 1e6)
 FACE_INDEX = click.IntRange(0, 10_000)
 
 
+def location_options(*flags: str, envvar: str, help: str, timeout_type: Any = float) -> Callable:
+    """The options naming a store and how long to wait for its writer: `-g/--gallery` for galleries, `-l/--library`
+    for photo libraries (both fill `location`, from the option or `envvar`, and `timeout`, seconds)."""
+
+    def decorate(fn: Callable) -> Callable:
+        fn = click.option("--timeout", type=timeout_type, default=10.0, show_default=True,
+                          help="Seconds to wait while another process is writing"
+                               + (" to the gallery." if "--gallery" in flags else "."))(fn)
+        return click.option(*flags, "location", required=True, envvar=envvar, help=f"{help} Env: {envvar}.")(fn)
+
+    return decorate
+
+
+def print_skipped(skipped: dict[str, list[dict]], shown: int = 5) -> None:
+    """A folder run's skipped files, `shown` per reason (enrol, scan): `--json` lists them all."""
+    for reason, items in sorted(skipped.items()):
+        for item in items[:shown]:
+            click.echo(f"  skipped ({reason}): {item['file']}: {item['detail']}")
+        if len(items) > shown:
+            click.echo(f"  ... and {len(items) - shown} more {reason} (--json lists all)")
+
+
+def echo_result(result: Any, as_json: bool, text: Callable[[Any], str] | None = None) -> None:
+    """A command's result: JSON with --json, else `text(result)` (default: the dict's `key: value` pairs)."""
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(text(result) if text else " ".join(f"{k}: {v}" for k, v in result.items()))
+
+
 def fail(err: FacelabError, as_json: bool = False) -> None:
     """Print a one-line error and exit with its code."""
     if as_json:

@@ -21,7 +21,9 @@ from .common import (
     echo_json,
     finish_batch,
     handle_errors,
+    location_options,
     output_file,
+    print_skipped,
     record_failure,
 )
 
@@ -29,11 +31,8 @@ AUTO_CHECK_LIMIT = 50_000  # embeddings; `gallery enrol` runs `gallery check` up
 GALLERY_HELP = "Gallery: a SQLite file (people.db) or postgresql://user@host/db (pgvector)."
 
 
-def gallery_option(fn):
-    fn = click.option("--timeout", type=SECONDS, default=10.0, show_default=True,
-                      help="Seconds to wait while another process is writing to the gallery.")(fn)
-    return click.option("-g", "--gallery", "location", required=True, envvar="FACELAB_GALLERY",
-                        help=GALLERY_HELP + " Env: FACELAB_GALLERY.")(fn)
+gallery_option = location_options("-g", "--gallery", envvar="FACELAB_GALLERY", help=GALLERY_HELP,
+                                  timeout_type=SECONDS)
 
 
 keep_faces_option = click.option(
@@ -57,7 +56,8 @@ def gallery():
 @gallery_option
 @click.option("--model", default=None, help="Embedding model for a new gallery (default sface; an existing "
                                             "gallery keeps its own).")
-@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True, help="Processes for detection/embedding.")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Processes for detection/embedding.")
 @click.option("--min-size", type=PIXELS, default=40.0, show_default=True, help="Smallest face, pixels.")
 @click.option("--max-yaw", type=DEGREES, default=45.0, show_default=True, help="Most turned face, degrees.")
 @click.option("--max-pitch", type=DEGREES, default=40.0, show_default=True)
@@ -65,7 +65,8 @@ def gallery():
               help="Group photos: keep the one face that matches the person's other photos at this 1:1 false "
                    "accept rate (0: skip every photo with several faces of similar size).")
 @keep_faces_option
-@click.option("--batch", type=click.IntRange(1, 100_000), default=32, show_default=True, help="Photos written per transaction.")
+@click.option("--batch", type=click.IntRange(1, 100_000), default=32, show_default=True,
+              help="Photos written per transaction.")
 @click.option("--retry-skipped", is_flag=True, help="Look again at files skipped by an earlier run.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is off anyway when not on a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
@@ -87,27 +88,20 @@ def enrol(ctx, root, location, timeout, model, workers, min_size, max_yaw, max_p
 
         ray_engine.require_ray("gallery enrol --engine ray")
         analyse = ray_engine.enrol_analyser(ray_address, ray_workers(ctx, workers), cpus_per_worker)
-    g = _open(location, timeout, create=True, model=model)
-    try:
+    with _open(location, timeout, create=True, model=model) as g:
         report = g.enrol_folder(root, progress=not no_progress, workers=workers, retry_skipped=retry_skipped,
                                 batch=batch, analyse=analyse,
                                 options=EnrolOptions(min_size=min_size, max_yaw=max_yaw, max_pitch=max_pitch,
                                                      match_far=match_far, keep_faces=keep_faces))
         # a crawled folder's mislabels are cheapest to fix right after enrolment: say so (small galleries only)
         checked = g.check() if report.added and g.vector_count() <= AUTO_CHECK_LIMIT else None
-    finally:
-        g.close()
     if as_json:
         extra = {"check": {"suspect_photos": len(checked.photos), "similar_people": len(checked.people)}
                  } if checked else {}
         echo_json({**report.to_dict(), **extra})
     else:
         click.echo(f"{location}: {report.summary()}")
-        for reason, items in sorted(report.skipped.items()):
-            for item in items[:5]:
-                click.echo(f"  skipped ({reason}): {item['file']}: {item['detail']}")
-            if len(items) > 5:
-                click.echo(f"  ... and {len(items) - 5} more {reason} (--json lists all)")
+        print_skipped(report.skipped)
         if checked and not checked.clean:
             click.echo(f"  check: {len(checked.photos)} photos look unlike their person's other photos, "
                        f"{len(checked.people)} pairs of people may be one person: facelab gallery check -g {location}")
@@ -119,17 +113,16 @@ def enrol(ctx, root, location, timeout, model, workers, min_size, max_yaw, max_p
 @click.argument("photos", nargs=-1, required=True)
 @gallery_option
 @click.option("--model", default=None, help="Embedding model for a new gallery.")
-@click.option("--face", type=FACE_INDEX, help="Which face of the photo (index from `facelab detect`); default: the one face "
-                                         "that matches PERSON's other photos, else the main face.")
+@click.option("--face", type=FACE_INDEX, help="Which face of the photo (index from `facelab detect`); default: the "
+                                              "one face that matches PERSON's other photos, else the main face.")
 @keep_faces_option
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
 def add(person, photos, location, timeout, model, face, keep_faces, as_json):
     """Add photos of PERSON (created if new). The photos are referenced by path, not copied (--keep-faces keeps a
     crop of the face)."""
-    g = _open(location, timeout, create=True, model=model)
     records, codes = [], []
-    try:
+    with _open(location, timeout, create=True, model=model) as g:
         for src in photos:
             try:
                 rec = g.add_photo(person, src, face=face, keep_face=keep_faces)
@@ -139,8 +132,6 @@ def add(person, photos, location, timeout, model, face, keep_faces, as_json):
                     click.echo(f"added {src} as photo {rec.id} of {person}")
             except FacelabError as err:
                 record_failure(records, codes, src, err)
-    finally:
-        g.close()
     if as_json:
         echo_json(records)
     sys.exit(batch_exit_code(codes))
@@ -152,13 +143,10 @@ def add(person, photos, location, timeout, model, face, keep_faces, as_json):
 @handle_errors
 def remove(photo_ids, location, timeout):
     """Remove photos by id (see `gallery show`): their records and embeddings."""
-    g = _open(location, timeout)
-    try:
+    with _open(location, timeout) as g:
         for pid in photo_ids:
             g.remove_photo(pid)
             click.echo(f"removed photo {pid}")
-    finally:
-        g.close()
 
 
 @gallery.command("list")
@@ -167,11 +155,8 @@ def remove(photo_ids, location, timeout):
 @handle_errors
 def list_people(location, timeout, as_json):
     """People in the gallery, with photo counts."""
-    g = _open(location, timeout)
-    try:
+    with _open(location, timeout) as g:
         people = [p.to_dict() for p in g.people()]
-    finally:
-        g.close()
     if as_json:
         echo_json(people)
         return
@@ -191,13 +176,10 @@ def show(person, location, timeout, save_faces, as_json):
     """One person's photos: id, file, face box, pose, quality."""
     from pathlib import Path
 
-    g = _open(location, timeout)
-    try:
+    with _open(location, timeout) as g:
         rec = g.person(person)
         photos = [p.to_dict() for p in g.photos(person)]
         crops = {p["id"]: g.face_image(p["id"]) for p in photos} if save_faces else {}
-    finally:
-        g.close()
     if save_faces:
         Path(save_faces).mkdir(parents=True, exist_ok=True)
         for pid, jpeg in crops.items():
@@ -223,11 +205,8 @@ def show(person, location, timeout, save_faces, as_json):
 @handle_errors
 def stats(location, timeout, as_json):
     """Counts, model, index kind and size on disk."""
-    g = _open(location, timeout)
-    try:
+    with _open(location, timeout) as g:
         s = g.stats()
-    finally:
-        g.close()
     if as_json:
         echo_json(s)
         return
@@ -244,11 +223,8 @@ def stats(location, timeout, as_json):
 @handle_errors
 def export_cmd(output, location, timeout):
     """Write the gallery (people, photo records, embeddings) to a portable .json or .json.gz file."""
-    g = _open(location, timeout)
-    try:
+    with _open(location, timeout) as g:
         n = g.export(output)
-    finally:
-        g.close()
     click.echo(f"exported {n['people']} people, {n['photos']} photos to {output} (contains face embeddings: "
                f"biometric data)")
 
@@ -262,11 +238,8 @@ def import_cmd(source, location, timeout):
     from ..gallery import EXPORT_FORMAT  # noqa: F401  (fails early if the module is broken)
 
     model = _export_model(source)
-    g = _open(location, timeout, create=True, model=model)
-    try:
+    with _open(location, timeout, create=True, model=model) as g:
         n = g.import_file(source)
-    finally:
-        g.close()
     click.echo(f"imported {n['added']} photos of {n['people']} people ({n['skipped_duplicates']} already present)")
 
 
@@ -285,11 +258,8 @@ def _export_model(path):
 @handle_errors
 def rename(old, new, location, timeout):
     """Rename a person."""
-    g = _open(location, timeout)
-    try:
+    with _open(location, timeout) as g:
         g.rename_person(old, new)
-    finally:
-        g.close()
     click.echo(f"renamed {old} to {new}")
 
 
@@ -300,11 +270,8 @@ def rename(old, new, location, timeout):
 @handle_errors
 def merge(src, dst, location, timeout):
     """Move every photo of SRC to DST, then delete SRC."""
-    g = _open(location, timeout)
-    try:
+    with _open(location, timeout) as g:
         n = g.merge_people(src, dst)
-    finally:
-        g.close()
     click.echo(f"merged {src} into {dst} ({n} photos moved)")
 
 
@@ -317,11 +284,8 @@ def delete(person, location, timeout, yes):
     """Delete a person: their photo records and embeddings, everywhere (the photo files are not touched)."""
     if not yes and sys.stdin.isatty():
         click.confirm(f"delete {person} and all their face data from {location}?", abort=True)
-    g = _open(location, timeout)
-    try:
+    with _open(location, timeout) as g:
         n = g.delete_person(person)
-    finally:
-        g.close()
     click.echo(f"deleted {person} ({n} photos)")
 
 
@@ -339,11 +303,8 @@ def check(location, timeout, far, share, as_json):
 
     Exit 0 when nothing was found, 1 when something is worth a look.
     """
-    g = _open(location, timeout)
-    try:
+    with _open(location, timeout) as g:
         report = g.check(far=far, share=share)
-    finally:
-        g.close()
     if as_json:
         echo_json(report.to_dict())
     else:
@@ -378,11 +339,8 @@ def calibrate(location, timeout, fpir, scoring, as_json):
     from ..gallery.calibrate import check_fpir
 
     value = check_fpir(fpir)  # before opening: a bad request changes nothing
-    g = _open(location, timeout)
-    try:
+    with _open(location, timeout) as g:
         result = g.calibrate(fpir=value, scoring=scoring)
-    finally:
-        g.close()
     if as_json:
         echo_json(result.to_dict())
         return
@@ -403,7 +361,8 @@ def _threshold_options(fn):
 @click.command()
 @click.argument("photos", nargs=-1, required=True)
 @gallery_option
-@click.option("-k", "--top-k", type=click.IntRange(1, 1000), default=5, show_default=True, help="People to list per face.")
+@click.option("-k", "--top-k", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="People to list per face.")
 @_threshold_options
 @click.option("--scoring", type=click.Choice(["max", "mean", "both"]), default="mean", show_default=True,
               help="Person score: mean template, best photo, or their average.")
@@ -414,9 +373,8 @@ def identify(photos, location, timeout, top_k, threshold, far, scoring, as_json)
 
     Exit 0 if every photo had a known face, 1 if faces were found but nobody known, 4 no face, 7 mixed.
     """
-    g = _open(location, timeout)
     records, codes = [], []
-    try:
+    with _open(location, timeout) as g:
         for src in photos:
             try:
                 results = g.identify(src, top_k=top_k, threshold=threshold, far=far, scoring=scoring)
@@ -428,8 +386,6 @@ def identify(photos, location, timeout, top_k, threshold, far, scoring, as_json)
                     _print_identification(src, results)
             except FacelabError as err:
                 record_failure(records, codes, src, err)
-    finally:
-        g.close()
     finish_batch(records, codes, as_json)
 
 
@@ -453,9 +409,8 @@ def _print_identification(src, results):
 @handle_errors
 def lookalike(photos, location, timeout, as_json):
     """Who does each face look like most? The nearest person and their nearest photo, whatever the score."""
-    g = _open(location, timeout)
     records, codes = [], []
-    try:
+    with _open(location, timeout) as g:
         for src in photos:
             try:
                 results = g.lookalike(src)
@@ -473,6 +428,4 @@ def lookalike(photos, location, timeout, as_json):
                                    f"all {photo.get('source') or 'photo ' + str(photo.get('id'))}")
             except FacelabError as err:
                 record_failure(records, codes, src, err)
-    finally:
-        g.close()
     finish_batch(records, codes, as_json)

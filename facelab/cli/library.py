@@ -6,16 +6,12 @@ import sys
 import click
 
 from ..errors import EXIT_OK, EXIT_PARTIAL
-from .common import echo_json, handle_errors
+from .common import echo_json, echo_result, handle_errors, location_options
 
 LIBRARY_HELP = "Library: an SQLite file (lib.db); it is a gallery, so `identify -g lib.db` knows its named people."
 
 
-def library_option(fn):
-    fn = click.option("--timeout", type=float, default=10.0, show_default=True,
-                      help="Seconds to wait while another process is writing.")(fn)
-    return click.option("-l", "--library", "location", required=True, envvar="FACELAB_LIBRARY",
-                        help=LIBRARY_HELP + " Env: FACELAB_LIBRARY.")(fn)
+library_option = location_options("-l", "--library", envvar="FACELAB_LIBRARY", help=LIBRARY_HELP)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -28,15 +24,10 @@ def _open(location, timeout, create=False, model=None):
 
 
 def _run(location, timeout, fn, as_json, text=None):
-    lib = _open(location, timeout)
-    try:
+    """fn(library) on the opened library, then its result printed (JSON, or `text`)."""
+    with _open(location, timeout) as lib:
         result = fn(lib)
-    finally:
-        lib.close()
-    if as_json:
-        echo_json(result)
-    else:
-        click.echo(text(result) if text else " ".join(f"{k}: {v}" for k, v in result.items()))
+    echo_result(result, as_json, text)
 
 
 @click.group()

@@ -8,8 +8,8 @@ from .common import handle_errors
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. The default keeps the server on this machine; "
-                   "0.0.0.0 opens it to the network.")
+              help="Address to listen on. The default keeps the server on this machine; 0.0.0.0 opens it to the "
+                   "network.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--gallery", default=None, metavar="PATH|URL",
               help="The 'default' gallery: an SQLite file or postgresql:// URL. [default: DATA/gallery.db]")
@@ -17,11 +17,12 @@ from .common import handle_errors
               help="Folder for API key hashes and galleries created from the web page.")
 @click.option("--require-key", is_flag=True, help="Require an API key for every /v1 call, not only gallery changes.")
 @click.option("--max-upload-mb", type=click.FloatRange(0.01, 100), default=None,
-              help="Largest accepted image upload, MiB. [default: 20]")
+              help="Largest accepted image upload, MiB. [default: $FACELAB_SERVE_MAX_UPLOAD_MB, else 20]")
 @click.option("--max-megapixels", type=click.FloatRange(0.01, 50), default=None,
-              help="Largest accepted image, megapixels. [default: 50]")
+              help="Largest accepted image, megapixels. [default: $FACELAB_SERVE_MAX_MEGAPIXELS, else 50]")
 @click.option("--threads", type=click.IntRange(1, 64), default=None,
-              help="Inference threads (requests beyond these wait). [default: CPU count]")
+              help="Inference threads (requests beyond these wait). [default: $FACELAB_SERVE_THREADS, else the "
+                   "CPUs this process may use]")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Server processes sharing the port (uvicorn workers), each with its own models. Several "
                    "processes on one SQLite gallery serialise their writes; use a postgresql:// gallery for many.")
@@ -48,18 +49,12 @@ def serve(host, port, gallery, data_dir, require_key, max_upload_mb, max_megapix
     from ..server.auth import create_key as make_key
     from ..server.settings import Settings
 
-    settings = Settings(data_dir=Path(data_dir), gallery=gallery, require_key_for_all=require_key,
-                        preload_models=True)
-    if max_upload_mb:
-        settings.max_upload_bytes = int(max_upload_mb * 2**20)
-    if max_megapixels:
-        settings.max_pixels = int(max_megapixels * 1e6)
-        decoded = settings.max_decoded_bytes  # follows the pixel limit down
-        settings.max_decoded_bytes = (3 * settings.max_pixels if decoded is None
-                                      else min(decoded, 3 * settings.max_pixels))
-    if threads:
-        settings.inference_threads = threads
-    settings.allowed_hosts = host_names(host, allowed_hosts)
+    # Defaults, then FACELAB_SERVE_* variables, then these options (None: not given); see server/settings.py.
+    settings = Settings.from_env(
+        data_dir=Path(data_dir), gallery=gallery, require_key_for_all=require_key, preload_models=True,
+        max_upload_bytes=int(max_upload_mb * 2**20) if max_upload_mb else None,
+        max_pixels=int(max_megapixels * 1e6) if max_megapixels else None,
+        inference_threads=threads, allowed_hosts=host_names(host, allowed_hosts))
     if create_key:
         key = make_key(settings.keys_file, key_name)
         click.echo(key)

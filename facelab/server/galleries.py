@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..errors import FacelabError
+from ..errors import Conflict, FacelabError, NotFound
 from .capabilities import api
 from .errors import ApiError
 from .settings import Settings
@@ -81,7 +81,7 @@ class Galleries:
         """Run job(gallery) on the gallery's own thread, opening it there first if needed."""
         open_gallery = api("galleries")
         if not create and not self.exists(name):
-            raise ApiError(404, "not_found", f"no gallery named {name!r}")
+            raise NotFound(f"no gallery named {name!r}")
         location = self.location(name)
         with self._lock:
             slot = self._slots.get(name) or self._slots.setdefault(name, _Slot(name))
@@ -104,9 +104,9 @@ class Galleries:
 
     async def delete(self, name: str) -> None:
         if name == DEFAULT:
-            raise ApiError(409, "conflict", "the default gallery cannot be deleted (delete its people instead)")
+            raise Conflict("the default gallery cannot be deleted (delete its people instead)")
         if not self.exists(name):
-            raise ApiError(404, "not_found", f"no gallery named {name!r}")
+            raise NotFound(f"no gallery named {name!r}")
         with self._lock:
             slot = self._slots.pop(name, None)
         if slot is not None:

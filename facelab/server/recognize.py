@@ -89,7 +89,7 @@ async def recognize(rgb: np.ndarray, *, infer, galleries: Galleries, gallery: st
                         and galleries.exists(gallery))
     errors: dict[str, Any] = {}
     identities: Any = []
-    if use_identify:
+    if use_identify and gallery:
         identify_fn = capabilities.api("identify")
         id_job = galleries.run(gallery, lambda g: capabilities.plain(identify_fn(rgb, gallery=g, top_k=top_k)))
     if use_identify and not use_attributes:

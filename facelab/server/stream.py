@@ -5,10 +5,10 @@ The page sends a JSON text message to configure ({"gallery": "default", "attribu
 the newest frame. Frames that arrive while one is being processed replace each other: only the latest waits,
 so a slow server drops frames instead of falling behind (the page also waits for each answer before sending).
 
-Every frame is detected, cheaply (live.py: boxes follow the face). Who the faces are and their attributes change slowly and cost
-more, so they are computed in the background (a gallery search at most every IDENTIFY_INTERVAL_S, attributes at
-most every ATTRIBUTE_INTERVAL_S) and carried to the faces of the frames in between by box overlap. The first
-frame waits for both, so the first answer is complete.
+Every frame is detected, cheaply (live.py: boxes follow the face). Who the faces are and their attributes change
+slowly and cost more, so they are computed in the background (a gallery search at most every
+IDENTIFY_INTERVAL_S, attributes at most every ATTRIBUTE_INTERVAL_S) and carried to the faces of the frames in
+between by box overlap. The first frame waits for both, so the first answer is complete.
 """
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from fastapi import WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from ..errors import FacelabError
 from . import capabilities
@@ -114,7 +115,7 @@ async def stream_endpoint(ws: WebSocket):
     config = {"gallery": "default", "attributes": True, "identify": True}
     authorised = not settings.require_key_for_all
     latest: list[bytes | None] = [None]
-    state = {"dropped": 0, "closed": False}
+    state: dict[str, Any] = {"dropped": 0, "closed": False}
     wake = asyncio.Event()
 
     async def receive():
@@ -227,3 +228,7 @@ async def stream_endpoint(ws: WebSocket):
         receiver.cancel()
         identities.cancel()
         attributes.cancel()
+
+
+router = APIRouter()
+router.add_api_websocket_route("/v1/stream", stream_endpoint)

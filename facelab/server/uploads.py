@@ -17,6 +17,8 @@ import binascii
 import io
 import json
 import re
+from collections.abc import MutableMapping
+from typing import Any
 
 import numpy as np
 from fastapi import Request
@@ -144,8 +146,8 @@ class PixelBudget:
 RESERVED = "facelab.reserved_bytes"  # scope key: what this request holds of the PixelBudget
 
 
-async def decode_uploads(uploads: list[Upload], settings: Settings, budget: PixelBudget, scope: dict,
-                         limiter) -> list[np.ndarray]:
+async def decode_uploads(uploads: list[Upload], settings: Settings, budget: PixelBudget,
+                         scope: MutableMapping[str, Any], limiter) -> list[np.ndarray]:
     """Check every upload, reserve the memory they need together (at once: two requests each holding half of
     what they need would wait for each other forever), then decode them in worker threads. The reservation is
     recorded in the request's ASGI scope and given back by `release_reserved` once the request is answered."""
@@ -157,7 +159,7 @@ async def decode_uploads(uploads: list[Upload], settings: Settings, budget: Pixe
     return [await anyio.to_thread.run_sync(decode_checked, upload, settings, limiter=limiter) for upload in uploads]
 
 
-async def release_reserved(scope: dict, budget: PixelBudget) -> None:
+async def release_reserved(scope: MutableMapping[str, Any], budget: PixelBudget) -> None:
     await budget.release(scope.pop(RESERVED, 0))
 
 

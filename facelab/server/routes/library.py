@@ -6,13 +6,15 @@ regroup) needs the write key. Scanning is not offered here: a request never name
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from . import capabilities
-from .auth import require_read_key, require_write_key
-from .errors import ApiError
+from .. import capabilities
+from ..auth import require_read_key, require_write_key
+from ..errors import ApiError
 
 router = APIRouter(prefix="/v1/galleries/{gallery}/library", tags=["library"])
 read = [Depends(require_read_key)]
@@ -49,7 +51,7 @@ class ClusterBody(BaseModel):
 
 def _library(g):
     """The Library view of an open gallery, made once per gallery object (its tables are created then)."""
-    from ..library import Library
+    from ...library import Library
 
     lib = getattr(g, "_library_view", None)
     if lib is None:
@@ -89,8 +91,8 @@ async def thumb(request: Request, gallery: str, face_id: int):
 
 
 @router.get("/photos", dependencies=read)
-async def photos(request: Request, gallery: str, with_: list[str] = Query(..., alias="with"),
-                 without: list[str] = Query([])):
+async def photos(request: Request, gallery: str, with_: Annotated[list[str], Query(alias="with")],
+                 without: Annotated[list[str], Query()] = []):  # noqa: B006 (FastAPI copies defaults)
     """Photos in which every `with` person appears and no `without` person does (paths on the server)."""
     return await _run(request, gallery, lambda lib: {"photos": lib.photos_with(with_, without)})
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import sys
@@ -81,7 +82,7 @@ def run_ray(jobs: list, cpus: int) -> dict:
     from facelab.distributed import ray_engine
     from facelab.gallery import enrol
 
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     ray_engine.init()  # already initialised: only the Ray Data settings (ordered results, no progress bars)
     try:
@@ -231,7 +232,7 @@ def library_scan_main(args) -> None:
         settings.apply_to_opencv()
         runs = [library_scan_run("single process, 1 thread", 1, tree, Path(tmp) / "single.db")]
         print(json.dumps(runs[-1]), flush=True)
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                  runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
         try:
             from facelab.library import scan

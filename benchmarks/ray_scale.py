@@ -12,11 +12,21 @@ photos/s, scaling efficiency (photos/s / (N x single photos/s)), peak RSS of eac
 cost per photo (steady seconds per photo of ray_1 minus single). PostgreSQL: NewPhoto records (real embeddings,
 new hashes) written by one driver in transactions of 32, as enrol does, into a throwaway server with its HNSW index.
 Writes benchmarks/results/ray_scale.json.
+
+    .venv/bin/python benchmarks/ray_scale.py --library-scan    # 200 LFW photos, ~2 min on 2 cores
+
+`--library-scan`: `facelab library scan` end to end (every face detected, embedded with sface+flip, thumbnailed,
+stored, then grouped) into a fresh SQLite library, photos/s and faces/s: in this process with 1 thread
+(`Library.scan`), and on a local Ray cluster of 2 CPUs, 2 actors of 1 CPU (`Library.scan(analyse=
+ray_engine.scan_analyser(...))`, what `library scan --engine ray` runs). Wall: the whole scan (actor start and model
+loading included, cluster start excluded); steady: first file's result to last one's, at the driver. Writes
+benchmarks/results/ray_library_scan.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import sys
@@ -72,7 +82,7 @@ def run_ray(jobs: list, cpus: int) -> dict:
     from facelab.distributed import ray_engine
     from facelab.gallery import enrol
 
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     ray_engine.init()  # already initialised: only the Ray Data settings (ordered results, no progress bars)
     try:
@@ -141,12 +151,120 @@ def pg_insert_rate(n: int, vectors: list) -> dict:
                                          "HNSW index maintained on insert"}
 
 
+# -- library scan: one process vs Ray ---------------------------------------------------------------------------
+def photo_tree(root: Path, n: int) -> list[Path]:
+    """n LFW photos (evenly spaced over the sorted file list) as symlinks under root/<person>/."""
+    paths = sorted(LFW.glob("*/*.jpg"))
+    chosen = paths[::max(1, len(paths) // n)][:n]
+    for p in chosen:
+        (root / p.parent.name).mkdir(parents=True, exist_ok=True)
+        (root / p.parent.name / p.name).symlink_to(p)
+    return chosen
+
+
+def timed_file(job):
+    """The library scan's per-file work, with this worker's pid, peak RSS (KiB) and when it ran (see timed_photo)."""
+    from facelab.library import scan
+
+    t0 = time.time()
+    result = scan.analyse_file(job)
+    return result, os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, t0, time.time()
+
+
+class TimedEngine:
+    """A scan's analyse engine running timed_file (here, or on Ray through `ray`, a RayAnalyser of timed_file): it
+    hands the scan its results and keeps the timings."""
+
+    def __init__(self, ray=None):
+        self.ray, self.timings = ray, []
+
+    def __call__(self, jobs: list, model: str):
+        from facelab.library import scan
+
+        if self.ray is None:
+            scan._init_worker(model)
+        results = self.ray(jobs, model) if self.ray is not None else map(timed_file, jobs)
+        for result, *timing in results:
+            self.timings.append(timing)
+            yield result
+
+
+def library_scan_run(mode: str, cpus: int, tree: Path, db: Path, ray=None) -> dict:
+    """wall: Library.scan end to end (walk, ledger, actor start and model loading, writing, grouping). steady:
+    first file started to last file finished, in the workers (as `summary`)."""
+    from facelab.library import open_library
+
+    engine = TimedEngine(ray)
+    load_before = os.getloadavg()[0]
+    with open_library(db) as lib:
+        t0 = time.time()
+        report = lib.scan(tree, progress=False, analyse=engine)
+        seconds = time.time() - t0
+        model = lib.model.name
+    n, faces = len(engine.timings), report.faces_added
+    steady = max(t[3] for t in engine.timings) - min(t[2] for t in engine.timings)
+    peaks: dict[int, int] = {}
+    for pid, rss, _, _ in engine.timings:
+        peaks[pid] = max(peaks.get(pid, 0), rss)
+    return {"mode": mode, "cpus": cpus, "model": model, "photos": n, "faces": faces,
+            "skipped": {k: len(v) for k, v in report.skipped.items()},
+            "wall_s": round(seconds, 2), "photos_per_s_wall": round(n / seconds, 2),
+            "faces_per_s_wall": round(faces / seconds, 2),
+            "steady_s": round(steady, 2), "photos_per_s_steady": round(n / steady, 2),
+            "faces_per_s_steady": round(faces / steady, 2),
+            "work_ms_per_photo": round(1000 * sum(t[3] - t[2] for t in engine.timings) / n, 1),
+            "grouping_s": report.grouping["seconds"] if report.grouping else None,
+            "worker_processes": len(peaks),
+            "peak_rss_mb_per_process": sorted(round(v / 1024, 1) for v in peaks.values()),
+            "load_average_before": round(load_before, 2), "load_average_after": round(os.getloadavg()[0], 2)}
+
+
+def library_scan_main(args) -> None:
+    import ray
+
+    from facelab import settings
+    from facelab.distributed import ray_engine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "photos"
+        photo_tree(tree, args.photos)
+        settings.configure(threads=1)  # one core, as each Ray actor gets
+        settings.apply_to_opencv()
+        runs = [library_scan_run("single process, 1 thread", 1, tree, Path(tmp) / "single.db")]
+        print(json.dumps(runs[-1]), flush=True)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+        try:
+            from facelab.library import scan
+
+            # what scan_analyser() makes, with the timed work in place of scan.analyse_file
+            timed_ray = ray_engine.RayAnalyser(timed_file, scan._init_worker, workers=2, cpus_per_worker=1)
+            runs.append(library_scan_run("Ray, 2 worker CPUs", 2, tree, Path(tmp) / "ray.db", timed_ray))
+        finally:
+            ray.shutdown()
+        print(json.dumps(runs[-1]), flush=True)
+    base = runs[0]["photos_per_s_steady"]
+    for r in runs:
+        r["scaling_efficiency_steady"] = round(r["photos_per_s_steady"] / (r["cpus"] * base), 2)
+    out = {"benchmark": "ray_library_scan", "work": "facelab.library.scan.analyse_file + LibraryTables.store_file",
+           "photos_from": "LFW, evenly spaced over the sorted file list", "machine": machine(), "runs": runs,
+           "command": "benchmarks/ray_scale.py " + " ".join(sys.argv[1:])}
+    Path(args.out or RESULTS / "ray_library_scan.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out or RESULTS / 'ray_library_scan.json'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photos", type=int, default=200)
     ap.add_argument("--pg-photos", type=int, default=3000)
-    ap.add_argument("--out", default=str(RESULTS / "ray_scale.json"))
+    ap.add_argument("--library-scan", action="store_true", help="library scan figures instead (see above)")
+    ap.add_argument("--out", default=None, help="default benchmarks/results/ray_scale.json "
+                                                "(ray_library_scan.json with --library-scan)")
     args = ap.parse_args()
+    if args.library_scan:
+        library_scan_main(args)
+        return
+    args.out = args.out or str(RESULTS / "ray_scale.json")
 
     jobs = photo_jobs(args.photos)
     load_before = os.getloadavg()[0]

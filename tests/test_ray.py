@@ -1,5 +1,6 @@
-"""`--engine ray` on a real local Ray cluster started here: the same gallery as a single-process enrol, and a
-kill -9 of a Ray worker mid-run loses and doubles nothing.
+"""`--engine ray` on a real local Ray cluster started here: the same gallery as a single-process enrol, the same
+library (faces, groups) as a single-process library scan, and a kill -9 of a Ray worker mid-run loses and doubles
+nothing.
 
 The cluster is started by this test process (ray.init) and the commands join it with --ray-address, the code path
 of a real multi-machine cluster. Small on purpose: 10 real LFW photos, 2 CPUs.
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -151,6 +153,91 @@ def test_ray_embed_equals_the_local_embed(ray_address, tree, tmp_path):
         json.loads(out["local"].with_suffix(".json").read_text())["faces"]
 
 
+# -- library scan --engine ray ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def library_tree(lfw, tmp_path_factory) -> Path:
+    """Unsorted photos: LFW folders, a real group photo, two LFW faces pasted side by side, and a corrupt file."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("ray_lib") / "Photos"
+    for person, numbers in PHOTOS.items():
+        (root / person).mkdir(parents=True)
+        for n in numbers:
+            (root / person / f"{person}_{n:04d}.jpg").symlink_to(lfw_image(lfw, person, n))
+    (root / "together.jpg").symlink_to(lfw_image(lfw, "Laura_Bush", 2))  # Laura and George W. Bush
+    left, right = (Image.open(lfw_image(lfw, *who)).convert("RGB") for who in (("Colin_Powell", 5),
+                                                                              ("Tony_Blair", 4)))
+    pasted = Image.new("RGB", (left.width + right.width, max(left.height, right.height)))
+    pasted.paste(left, (0, 0))
+    pasted.paste(right, (left.width, 0))
+    pasted.save(root / "pasted.jpg", quality=95)
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return root
+
+
+def library_contents(location: str) -> tuple[dict, set]:
+    """Every face by (file, face index): (faces in the photo, box, embedding); and the grouping as a partition of
+    those keys (named people, unnamed groups; unsorted faces left out). Read through the library's API."""
+    from facelab.library import open_library
+
+    with open_library(location, create=False) as lib:
+        state = lib.tables.faces_state()
+        vectors = dict(zip(state["id"].tolist(), state["vector"]))
+        faces: dict[tuple[str, int], tuple] = {}
+        groups: dict[Any, set] = {}
+        for f in lib.tables.faces():
+            key = (f.source, f.face_index)
+            assert key not in faces, f"{key} stored twice"
+            faces[key] = (f.n_faces, f.box, vectors[f.id])
+            owner = f.person or f.group
+            if owner is not None:
+                groups.setdefault(owner, set()).add(key)
+    return faces, {frozenset(g) for g in groups.values()}
+
+
+def scan_on_ray(tree: Path, location: str, address: str) -> tuple[int, dict]:
+    done = subprocess.run([sys.executable, "-m", "facelab", "library", "scan", str(tree), "-l", location,
+                           "--engine", "ray", "--ray-address", address, "--no-progress", "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode in (0, 7), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_ray_library_scan_equals_the_single_process_scan(ray_address, library_tree, tmp_path):
+    from facelab.library import open_library
+
+    reference = str(tmp_path / "local.db")
+    with open_library(reference) as lib:
+        local_report = lib.scan(library_tree, progress=False)
+    ref_faces, ref_groups = library_contents(reference)
+    assert ref_faces[(str(library_tree / "pasted.jpg"), 0)][0] >= 2, "the pasted photo should hold two faces"
+    assert ref_faces[(str(library_tree / "together.jpg"), 0)][0] >= 2
+    assert ref_groups, "the local scan formed no group to compare"
+
+    location = str(tmp_path / "ray.db")
+    rc, report = scan_on_ray(library_tree, location, ray_address)
+    assert rc == 7  # a file was skipped
+    assert report["engine"] == "ray"
+    assert [s["file"] for s in report["skipped"]["unreadable"]] == [str(library_tree / "broken.jpg")]
+    assert report["skipped"]["unreadable"][0]["detail"]
+    assert report["files_added"] == local_report.files_added and report["faces_added"] == len(ref_faces)
+    faces, groups = library_contents(location)
+    assert sorted(faces) == sorted(ref_faces), "not the same faces"
+    for key, (n_faces, box, vector) in ref_faces.items():
+        assert faces[key][0] == n_faces, key
+        for side in ("x", "y", "width", "height"):
+            assert abs(faces[key][1][side] - box[side]) <= 1.0, (key, side)
+        np.testing.assert_allclose(faces[key][2], vector, atol=1e-5, err_msg=str(key))
+    assert groups == ref_groups
+
+    # a re-run finds every file in the library's ledger (the corrupt one too): nothing is sent to Ray again
+    rc, again = scan_on_ray(library_tree, location, ray_address)
+    assert rc == 0 and again["files_added"] == 0 and again["skipped"] == {} and again["changed"] == 0
+    assert again["unchanged"] == len(list(library_tree.rglob("*.jpg")))
+    faces_after, groups_after = library_contents(location)
+    assert sorted(faces_after) == sorted(faces) and groups_after == groups
+
+
 def ray_workers_of_this_cluster() -> list[int]:
     """Pids of Ray Data's actor processes (`ray::MapWorker...`) of the cluster this test started."""
     pids = []
@@ -206,7 +293,8 @@ def _ledger_size(location: str) -> int:
 
 
 @pytest.mark.parametrize("args, what", [(["embed", "photo.jpg"], "embed --engine ray"),
-                                        (["gallery", "enrol", ".", "-g", "g.db"], "gallery enrol --engine ray")])
+                                        (["gallery", "enrol", ".", "-g", "g.db"], "gallery enrol --engine ray"),
+                                        (["library", "scan", ".", "-l", "g.db"], "library scan --engine ray")])
 def test_without_ray_one_line_names_the_extra(args, what, monkeypatch, tmp_path):
     import importlib.util
 

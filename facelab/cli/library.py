@@ -5,6 +5,7 @@ import sys
 
 import click
 
+from ..distributed.options import engine_options, ray_workers
 from ..errors import EXIT_OK, EXIT_PARTIAL
 from .common import echo_json, echo_result, handle_errors, location_options
 
@@ -43,22 +44,32 @@ def library():
 @library_option
 @click.option("--model", default=None, help="Embedding model of a new library (default sface+flip); an existing "
                                             "library keeps its own and refuses another.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Processes for detection/embedding.")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Processes for detection/embedding (--engine ray: Ray actors; default the cluster's CPUs).")
 @click.option("--retry-skipped", is_flag=True, help="Read again the files skipped by an earlier scan.")
 @click.option("--no-group", is_flag=True, help="Only store the faces; group them later (`library cluster`).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is off anyway when not on a terminal).")
 @json_option
+@engine_options
+@click.pass_context
 @handle_errors
-def scan(photos, location, timeout, model, workers, retry_skipped, no_group, no_progress, as_json):
+def scan(ctx, photos, location, timeout, model, workers, retry_skipped, no_group, no_progress, as_json, engine,
+         ray_address, cpus_per_worker):
     """Find every face of every photo under PHOTOS, store it, and sort new faces into groups and named people.
 
     Re-running reads only new or changed files and drops the faces of deleted ones; an interrupted scan
-    resumes where it stopped. Exit 0, or 7 if some files were skipped (each listed with its reason).
+    resumes where it stopped. With --engine ray the faces are found on a Ray cluster and this process stores
+    them. Exit 0, or 7 if some files were skipped (each listed with its reason).
     """
+    analyse = None
+    if engine == "ray":  # before the library is opened: a missing extra creates nothing
+        from ..distributed import ray_engine
+
+        analyse = ray_engine.scan_analyser(ray_address, ray_workers(ctx, workers), cpus_per_worker)
     lib = _open(location, timeout, create=True, model=model)
     try:
         report = lib.scan(photos, workers=workers, progress=not no_progress, retry_skipped=retry_skipped,
-                          group=not no_group)
+                          group=not no_group, analyse=analyse)
     finally:
         lib.close()
     hard = {r: v for r, v in report.skipped.items() if r != "no face"}

@@ -123,16 +123,40 @@ def map_photos(items: Sequence[Any], fn: Callable[[Any], Any], *, setup: Callabl
 
 
 # -- what the commands run on Ray ------------------------------------------------------------------------------
+class RayAnalyser:
+    """The `analyse(jobs, model)` engine of a batch command: the command's own per-photo function `fn` (the one its
+    local run calls) on Ray actors, each set up by `init(model)`; the command's driver writes the results."""
+
+    engine = "ray"
+
+    def __init__(self, fn: Callable[[Any], Any], init: Callable[[str], None], address: str | None = None,
+                 workers: int | None = None, cpus_per_worker: int = 1, batch_size: int = 1):
+        self.fn, self.init = fn, init
+        self.address, self.workers, self.cpus_per_worker, self.batch_size = address, workers, cpus_per_worker, \
+            batch_size
+
+    def __call__(self, jobs: list, model: str) -> Iterator[Any]:
+        from functools import partial
+
+        return map_photos(jobs, self.fn, setup=partial(self.init, model), workers=self.workers,
+                          cpus_per_worker=self.cpus_per_worker, address=self.address, batch_size=self.batch_size)
+
+
 def enrol_analyser(address: str | None = None, workers: int | None = None, cpus_per_worker: int = 1,
-                   batch_size: int = 1):
+                   batch_size: int = 1) -> RayAnalyser:
     """The `analyse` engine of Gallery.enrol_folder: the per-photo detection and embedding on Ray actors.
     batch_size 1: photos reach the driver (and the gallery) one by one as they are done."""
-    from functools import partial
-
     from ..gallery import enrol
 
-    def analyse(jobs: list, model: str) -> Iterator[dict[str, Any]]:
-        return map_photos(jobs, enrol.analyse_photo, setup=partial(enrol._init_worker, model), workers=workers,
-                          cpus_per_worker=cpus_per_worker, address=address, batch_size=batch_size)
+    return RayAnalyser(enrol.analyse_photo, enrol._init_worker, address, workers, cpus_per_worker, batch_size)
 
-    return analyse
+
+def scan_analyser(address: str | None = None, workers: int | None = None, cpus_per_worker: int = 1,
+                  batch_size: int = 1) -> RayAnalyser:
+    """The `analyse` engine of Library.scan: every face of a photo (detected, embedded, thumbnailed) on Ray
+    actors, by the function a local scan runs (`facelab.library.scan.analyse_file`); the driver stores each file
+    through the library's own API, so the ledger, the one transaction per file and the skip reasons hold."""
+    require_ray("library scan --engine ray")
+    from ..library import scan
+
+    return RayAnalyser(scan.analyse_file, scan._init_worker, address, workers, cpus_per_worker, batch_size)

@@ -84,8 +84,10 @@ class Library:
 
     # -- scanning and grouping -------------------------------------------------------------------------------
     def scan(self, root, workers: int = 1, progress: bool = True, retry_skipped: bool = False,
-             group: bool = True) -> ScanReport:
-        report = scan_folder(self, root, workers=workers, progress=progress, retry_skipped=retry_skipped)
+             group: bool = True, analyse=None) -> ScanReport:
+        """analyse: another engine for the per-photo work, e.g. facelab.distributed.ray_engine.scan_analyser()."""
+        report = scan_folder(self, root, workers=workers, progress=progress, retry_skipped=retry_skipped,
+                             analyse=analyse)
         if group:
             t0 = time.perf_counter()
             report.grouping = self.group()

@@ -5,7 +5,8 @@ or mtime but the same bytes: only the ledger is refreshed), decode, detect every
 small thumbnail. Each file is written in one transaction (its faces replace the file's earlier ones, with its
 ledger row), so kill -9 loses at most the file in flight and a re-run neither loses nor doubles a face. Files
 that vanished since the last scan of that folder lose their faces. Detection and embedding can run in worker
-processes; the parent does all the writing.
+processes or on Ray actors (`analyse`, facelab.distributed.ray_engine.scan_analyser); both run `analyse_file`, and
+the parent does all the writing.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ class ScanReport:
     removed_faces: int = 0
     skipped: dict[str, list[dict[str, str]]] = field(default_factory=lambda: defaultdict(list))
     seconds: float = 0.0
-    workers: int = 1
+    workers: int | None = 1  # None: as many Ray actors as the cluster's CPUs allow
+    engine: str = "local"
     grouping: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -47,7 +49,7 @@ class ScanReport:
                 "faces_added": self.faces_added, "unchanged": self.unchanged, "changed": self.changed,
                 "removed_files": self.removed_files, "removed_faces": self.removed_faces,
                 "skipped": {r: items for r, items in sorted(self.skipped.items())},
-                "seconds": round(self.seconds, 2), "workers": self.workers,
+                "seconds": round(self.seconds, 2), "workers": self.workers, "engine": self.engine,
                 "photos_per_second": round(read / self.seconds, 2) if self.seconds and read else None,
                 "faces_per_second": round(self.faces_added / self.seconds, 2) if self.seconds and read else None,
                 "grouping": self.grouping}
@@ -80,7 +82,7 @@ def walk_images(root: Path) -> list[Path]:
     return out
 
 
-# -- the per-file work (parent or worker processes) -------------------------------------------------------------
+# -- the per-file work (parent, worker processes or Ray actors) -------------------------------------------------
 _analysis = None
 
 
@@ -93,7 +95,8 @@ def _init_worker(model: str) -> None:
 
 
 def analyse_file(job: tuple[str, str]) -> dict[str, Any]:
-    """Every face of one photo, embedded, with a thumbnail. Never raises: a failure is a skip reason."""
+    """Every face of one photo, embedded, with a thumbnail. Never raises: a failure is a skip reason.
+    Needs `_init_worker(model)` first in this process (the pool's initializer, a Ray actor's setup)."""
     from ..images import face_jpeg, load_image
 
     source, sha = job
@@ -136,10 +139,19 @@ def _results(jobs: list, workers: int, model: str) -> Iterator[dict[str, Any]]:
         yield from pool.imap(analyse_file, jobs, chunksize=2)
 
 
-def scan_folder(library, root, workers: int = 1, progress: bool = True, retry_skipped: bool = False) -> ScanReport:
+Analyser = Callable[[list, str], Iterator[dict[str, Any]]]
+
+
+def scan_folder(library, root, workers: int = 1, progress: bool = True, retry_skipped: bool = False,
+                analyse: Analyser | None = None) -> ScanReport:
+    """analyse(jobs, model): yields analyse_file(job) for each job, in order, computed elsewhere (Ray:
+    facelab.distributed.ray_engine.scan_analyser()); the default runs it here or in `workers` processes."""
     tables = library.tables
     root = Path(root).resolve()
     report = ScanReport(str(root), library.location, workers=workers)
+    if analyse is not None:
+        report.engine = getattr(analyse, "engine", "custom")
+        report.workers = getattr(analyse, "workers", None)
     t0 = time.perf_counter()
     files = walk_images(root)
     ledger = tables.ledger()
@@ -177,10 +189,11 @@ def scan_folder(library, root, workers: int = 1, progress: bool = True, retry_sk
         stats[src] = (st.st_size, st.st_mtime)
         jobs.append((src, sha))
 
-    # 3. Detect and embed (in workers if asked); each file written in its own transaction.
+    # 3. Detect and embed (in workers or on Ray if asked); each file written here, in its own transaction.
     bar = _progress_bar(len(jobs), progress)
     try:
-        for (src, sha), res in zip(jobs, _results(jobs, workers, library.model.name)):
+        results = analyse(jobs, library.model.name) if analyse else _results(jobs, workers, library.model.name)
+        for (src, sha), res in zip(jobs, results):
             size, mtime = stats[src]
             if "skip" in res:
                 reason, detail = res["skip"]

@@ -51,6 +51,7 @@ MAX_PROBES_PER_PERSON = 5  # photos of one person searched as a stranger (more a
 RELIABLE_STRANGERS = 10    # people expected above the threshold for a steady estimate (fewer: a warning)
 MAX_STRANGERS = 2000       # people searched as strangers in a big gallery (a random sample; the search is exact)
 PRIOR_STRANGERS = 1000     # K: LFW's curve counts as this many strangers (chosen on development draws, see above)
+PAIR_COLUMNS = 5000        # people whose cross-person scores feed the shift in a bigger gallery (a random sample)
 SHIFT_PAIRS = 50           # the shift is read at the FMR that about this many of the gallery's person pairs pass
 GRID = 1e-4                # thresholds are 4-decimal cosines
 METHOD = "leave-people-out + LFW curve"
@@ -214,9 +215,14 @@ def score_strangers(vectors: np.ndarray, person: np.ndarray, scoring: str = "mea
     hist = np.zeros(bins, np.float64)
     comparisons = 0
     block = scorer.block
+    n_people = len(scorer.ids)
+    # the shift reads the cross-person curve at FMR >= 0.001: a fixed sample of people is plenty in a big gallery
+    columns = np.sort(rng.choice(n_people, PAIR_COLUMNS, replace=False)) if n_people > PAIR_COLUMNS else None
     for b0 in range(0, len(probes), block):
         s = scorer.scores(vectors[probes[b0:b0 + block]], own[b0:b0 + block])
         best[b0:b0 + block] = s.max(axis=1)
+        if columns is not None:
+            s = s[:, columns]
         valid = np.isfinite(s)
         w = np.broadcast_to(weights[b0:b0 + block, None], s.shape)[valid]
         idx = np.clip(((s[valid] + 1) / GRID).astype(np.int64), 0, bins - 1)

@@ -13,16 +13,17 @@ Every cross-person score in the gallery does not help by itself either (the FMR 
 is still passed by about one pair). What does is a curve with many strangers behind it: LFW's FPIR curve for a
 gallery of N people (open_set.json "reference", benchmarks/calibrate_gallery.py), moved to this gallery by the
 difference between the gallery's own cross-person scores and LFW's at a false-match rate both measure well
-(hundreds of pairs: women-only galleries or one photo per person sit well away from LFW's curve). The rule:
+(about SHIFT_PAIRS of the gallery's person pairs pass it; galleries of one photo per person or of people more alike
+than LFW's sit well away from LFW's curve). The rule:
 
     FPIR(t) = (S * FPIR_left_out(t) + K * FPIR_LFW,N(t - shift)) / (S + K)
 
 with S the people left out in turn (all of them, up to MAX_STRANGERS) and K = PRIOR_STRANGERS: LFW's curve counts
-as K strangers, so it carries a 100-person gallery (91 %) and weighs less as the gallery grows (1,000 people: 50 %;
-2,000 or more: 33 %). The
-threshold is the lowest that keeps FPIR(t) <= the requested rate. K was chosen on development draws (galleries of
-even-index LFW people, the curve made from odd-index people) and is reported on held-out ones (the other way
-round): docs/thresholds.md. A model without an LFW curve (a user-trained one) gets leave-people-out alone.
+as K strangers, so it carries a 100-person gallery (91 %) and weighs less as the gallery grows (1,000 people:
+50 %; 2,000 or more: 33 %). The threshold is the lowest that keeps FPIR(t) <= the requested rate. K was chosen on
+development draws (galleries of even-index LFW people, the curve made from odd-index people) and is reported on
+held-out ones (the other way round): docs/thresholds.md. A model without an LFW curve (a user-trained one) gets
+leave-people-out alone.
 
 The result is stored in the gallery's metadata (key "open_set_calibration", with the method and the counts) and
 `identify` uses it by default, saying so ("calibrated on this gallery, FPIR 1 %").

@@ -1,17 +1,28 @@
 """Does `facelab gallery calibrate` keep its promise? Requested FPIR vs FPIR measured on never-enrolled people.
 
-    .venv/bin/python benchmarks/calibrate_gallery.py [--models sface,...] [--repeats 5] [--no-write]
+    .venv/bin/python benchmarks/calibrate_gallery.py [--models sface,...] [--draws 20] [--no-write]
 
-LFW galleries (vectors from out/lfw_cache/all_images.npz, facelab's pipeline; no re-detection) of 100, 1,000 and
-all 1,560 people with >= 2 photos (each enrolled with up to 10 photos). Each gallery is calibrated exactly as
-`Gallery.calibrate` does (facelab.gallery.calibrate: every person left out in turn plays a stranger, up to 5 of
-their photos searched, each person weighing 1) for FPIR 1 %. The threshold is then tried on people the gallery
-never saw: every other LFW person (up to 5 photos each, each person weighing 1). Target: measured FPIR within a
-factor 1.5 of the requested 1 %. Galleries of 100 and 1,000 are drawn `--repeats` times (different people).
+LFW galleries (vectors from out/lfw_cache/all_images.npz, facelab's pipeline; no re-detection), each person
+enrolled with up to 10 photos, calibrated exactly as `Gallery.calibrate` does (facelab.gallery.calibrate: every
+person left out in turn plays a stranger, up to 5 of their photos searched, each person weighing 1; combined with
+LFW's curve counting as K strangers). The threshold is then tried on people the gallery never saw (up to 5 photos
+each, each person weighing 1). Target: measured FPIR within a factor 1.5 of the requested.
 
-It also re-derives identify's default "unknown" threshold (facelab/gallery/open_set.json) the same way the 1:1
-default is derived, from many strangers: the gallery of all 1,560 people with >= 2 photos (up to 5 photos each),
-the threshold that names 1 % of the 2,721 never-enrolled people (one photo each), per model and scoring.
+Development and report are kept apart by person: LFW's people sorted by name, even index = development, odd =
+report. K (PRIOR_STRANGERS) is chosen on development draws: galleries of 100 and 300 even-index people, strangers
+the other even-index people, LFW's curve made from odd-index people only; plain galleries, women only and one photo
+per person (a gallery unlike LFW's curve). The report draws swap the halves: galleries of 100 odd-index people
+(strangers: other odd-index people; curve: even-index people only), then 1,000 and all people with >= 2 photos
+(strangers: every other LFW person; curve still even-index people only, who now overlap the gallery), at FPIR 1 %
+and, where 1/FPIR people allow, 0.1 %.
+
+It also writes what the library ships in facelab/gallery/open_set.json, per model and scoring:
+- "reference": LFW's curves made from ALL its people: the FPIR of a gallery of N LFW people (N from 10 to
+  1,000,000; the exact expectation over random N-person galleries drawn from the people with >= 2 photos,
+  hypergeometric, binomial beyond them) and the cross-person false-match curve (probe photo x other person);
+- identify's default "unknown" threshold, derived as the 1:1 default is, from many strangers: the gallery of all
+  people with >= 2 photos (up to 5 photos each), the threshold that names 1 % of the never-enrolled one-photo
+  people.
 Writes benchmarks/results/calibrate_gallery.json.
 """
 from __future__ import annotations
@@ -21,6 +32,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,27 +70,108 @@ def fpir_interval(scores: np.ndarray, weights: np.ndarray, person: np.ndarray, t
     return [sig(v) for v in np.percentile(out, [2.5, 97.5])]
 
 
-def one_gallery(x: np.ndarray, person: np.ndarray, enrolled: list[str], strangers: list[str], by_person: dict,
-                scoring: str, fpir: float, seed: int) -> dict:
-    from facelab.gallery.calibrate import MAX_PROBES_PER_PERSON, measured_fpir, stranger_scores, threshold_for_fpir
+# -- LFW's curve (what calibrate leans on in a small gallery) ------------------------------------------------------
+SIZES = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 1_000_000)
+FPIR_LEVELS = np.logspace(np.log10(0.5), -5, 37)
+FMR_LEVELS = np.logspace(-1, -4, 31)
 
-    rng = np.random.default_rng(seed)
+
+def no_hit_probability(c: np.ndarray, m: np.ndarray, n: int) -> np.ndarray:
+    """P(none of c 'hit' people among m is drawn when n of the m are drawn): hypergeometric, binomial for n > m."""
+    from scipy.special import gammaln
+
+    c, m = c.astype(np.float64), np.broadcast_to(m.astype(np.float64), c.shape)
+    out = np.zeros_like(c)
+    if n > m.min():
+        return (1 - c / m) ** n
+    ok = c <= m - n
+    out[ok] = np.exp(gammaln(m - c + 1) - gammaln(m - c - n + 1) - gammaln(m + 1) + gammaln(m - n + 1))[ok]
+    return out
+
+
+def reference_curve(x: np.ndarray, person: np.ndarray, by_person: dict, people: list[str], scoring: str) -> dict:
+    """LFW's curves from `people`: every one searched (up to 5 photos) against the templates of those with >= 2
+    photos (up to ENROL_PHOTOS each), their own left out; the FPIR of an N-person gallery drawn from them at each
+    threshold, and the thresholds of the cross-person false-match curve."""
+    from facelab.gallery.calibrate import MAX_PROBES_PER_PERSON, PersonScorer, score_strangers
+
+    enrolled = [p for p in people if len(by_person[p]) >= 2]
     g_rows = np.concatenate([by_person[p][:ENROL_PHOTOS] for p in enrolled])
-    t0 = time.perf_counter()
-    s_in, w_in = stranger_scores(x[g_rows], person[g_rows], scoring, seed=seed)
-    threshold, share = threshold_for_fpir(s_in, w_in, fpir)
-    took = time.perf_counter() - t0
+    p_rows = np.concatenate([by_person[p] for p in people])
+    found = score_strangers(x[p_rows], person[p_rows], scoring, max_people=10 ** 9, seed=7,
+                            gallery_vectors=x[g_rows], gallery_person=person[g_rows])
+    # per probe: how many gallery people score >= t, on a 0.0005 grid
+    scorer = PersonScorer(x[g_rows], person[g_rows], scoring)
+    rng = np.random.default_rng(7)
+    probes = np.concatenate([rng.permutation(by_person[p])[:MAX_PROBES_PER_PERSON] for p in people])
+    weights = np.concatenate([np.full(min(len(by_person[p]), MAX_PROBES_PER_PERSON),
+                                      1 / min(len(by_person[p]), MAX_PROBES_PER_PERSON)) for p in people])
+    own = scorer.own_column(person[probes])
+    lo = found.fmr_threshold(0.3)  # FPIR 0.5 in a 10-person gallery needs no lower threshold than this
+    grid = np.round(np.arange(lo, 1.00001, 0.0005), 4)
+    counts = np.empty((len(probes), len(grid)), np.int32)
+    for b0 in range(0, len(probes), scorer.block):
+        s = np.sort(scorer.scores(x[probes[b0:b0 + scorer.block]], own[b0:b0 + scorer.block]), axis=1)
+        counts[b0:b0 + len(s)] = s.shape[1] - np.stack([np.searchsorted(row, grid) for row in s])
+    m = np.where(own >= 0, len(enrolled) - 1, len(enrolled))[:, None]
+    rows = []
+    for n in SIZES:
+        fpir = ((1 - no_hit_probability(counts, m, n)) * weights[:, None]).sum(0) / weights.sum()
+        rows.append([float(grid[min(int(np.argmax(fpir <= lv)) if (fpir <= lv).any() else len(grid) - 1,
+                                    len(grid) - 1)]) for lv in FPIR_LEVELS])
+    return {"gallery_sizes": list(SIZES), "fpir": [sig(v, 4) for v in FPIR_LEVELS], "fpir_threshold": rows,
+            "fmr": [sig(v, 4) for v in FMR_LEVELS],
+            "fmr_threshold": [found.fmr_threshold(float(v)) for v in FMR_LEVELS],
+            "people": len(people), "gallery_people": len(enrolled), "probes": int(len(probes)),
+            "comparisons": found.comparisons}
+
+
+# -- galleries calibrated and tried on strangers ----------------------------------------------------------------
+def stranger_fpir(x, person, by_person, g_rows, strangers, threshold_rows, scoring, seed):
+    """FPIR measured on never-enrolled people (up to 5 photos each, each weighing 1) at each threshold."""
+    from facelab.gallery.calibrate import MAX_PROBES_PER_PERSON, score_strangers
+
+    rng = np.random.default_rng(1000 + seed)
     probe_rows = np.concatenate([rng.permutation(by_person[p])[:MAX_PROBES_PER_PERSON] for p in strangers])
-    s_out, w_out = stranger_scores(x[probe_rows], person[probe_rows], scoring, max_probes=MAX_PROBES_PER_PERSON,
-                                   gallery_vectors=x[g_rows], gallery_person=person[g_rows], max_people=10 ** 9)
-    measured = measured_fpir(s_out, w_out, threshold)
-    probe_person = person[probe_rows]
-    return {"people": len(enrolled), "photos": int(len(g_rows)), "threshold": threshold,
-            "fpir_requested": fpir, "fpir_leave_one_out": round(share, 5),
-            "never_enrolled_people": len(strangers), "fpir_never_enrolled": sig(measured),
-            "fpir_never_enrolled_ci95": fpir_interval(s_out, w_out, probe_person, threshold),
-            "ratio": round(measured / fpir, 3), "within_factor_1.5": bool(1 / 1.5 <= measured / fpir <= 1.5),
-            "calibrate_seconds": round(took, 2)}
+    out = score_strangers(x[probe_rows], person[probe_rows], scoring, max_people=10 ** 9,
+                          gallery_vectors=x[g_rows], gallery_person=person[g_rows])
+    return out, [float((out.weights * (out.best >= t)).sum() / out.weights.sum()) for t in threshold_rows]
+
+
+def one_gallery(x, person, by_person, enrolled, strangers, curve, fpirs, ks, seed, enrol=ENROL_PHOTOS,
+                scoring="mean") -> list[dict]:
+    """Calibrate one gallery (each K, each FPIR) and measure every threshold on the strangers."""
+    from facelab.gallery.calibrate import estimate_threshold, score_strangers
+
+    g_rows = np.concatenate([by_person[p][:enrol] for p in enrolled])
+    t0 = time.perf_counter()
+    own = score_strangers(x[g_rows], person[g_rows], scoring, seed=seed)
+    took = time.perf_counter() - t0
+    rows = []
+    for fpir in fpirs:
+        for k in ks:
+            est = estimate_threshold(own, fpir, len(enrolled), None if k == 0 else curve,
+                                     prior_strangers=10 ** 9 if k == "curve" else k)
+            rows.append({"fpir_requested": fpir, "k": k, "threshold": est.threshold, "method": est.method,
+                         "shift": est.shift, "prior_weight": est.prior_weight,
+                         "fpir_estimate": sig(est.fpir_estimate), "fpir_left_out": sig(est.fpir_left_out)})
+    probe, measured = stranger_fpir(x, person, by_person, g_rows, strangers, [r["threshold"] for r in rows],
+                                    scoring, seed)
+    for r, m in zip(rows, measured):
+        ratio = m / r["fpir_requested"]
+        r.update(people=len(enrolled), photos=int(len(g_rows)), never_enrolled_people=len(strangers),
+                 fpir_never_enrolled=sig(m), ratio=round(ratio, 3), within=bool(1 / 1.5 <= ratio <= 1.5),
+                 calibrate_seconds=round(took, 2))
+    return rows
+
+
+def summary(rows: list[dict]) -> dict:
+    ratios = np.array([r["ratio"] for r in rows])
+    worst = ratios[np.argmax(np.abs(np.log(np.maximum(ratios, 1e-6))))]
+    return {"draws": len(rows), "within_x1.5": int(sum(r["within"] for r in rows)),
+            "share_within": round(float(np.mean([r["within"] for r in rows])), 3),
+            "ratio_median": round(float(np.median(ratios)), 3), "ratio_min": round(float(ratios.min()), 3),
+            "ratio_max": round(float(ratios.max()), 3), "ratio_worst": round(float(worst), 3)}
 
 
 def open_set_default(x: np.ndarray, person: np.ndarray, by_person: dict, scoring: str, fpir: float) -> dict:
@@ -97,72 +190,179 @@ def open_set_default(x: np.ndarray, person: np.ndarray, by_person: dict, scoring
             "gallery_photos": int(len(g_rows)), "never_enrolled_people": len(strangers)}
 
 
-def write_open_set(defaults: dict) -> None:
+def compact_json(doc) -> str:
+    """Indented JSON with every flat list and flat object on one line (the curves and draws stay readable)."""
+    import re
+
+    text = json.dumps(doc, indent=1, sort_keys=True)
+    flat = re.compile(r"(\[[^\[\]{}]*\]|\{[^\[\]{}]*\})")
+    return flat.sub(lambda m: re.sub(r"\s*\n\s*", " ", m.group(0)).replace("[ ", "[").replace(" ]", "]")
+                    .replace("{ ", "{").replace(" }", "}"), text) + "\n"
+
+
+def write_open_set(defaults: dict, references: dict) -> None:
     from facelab.gallery.store import model_info
 
     table = json.loads(OPEN_SET.read_text()) if OPEN_SET.exists() else {}
     for model, by_scoring in defaults.items():
         any_row = next(iter(by_scoring.values()))
-        entry = {sc: {"threshold": r["threshold"], "fpir": r["fpir"], "fpir_measured": r["fpir_measured"],
-                      "fpir_ci95": r["fpir_ci95"]} for sc, r in by_scoring.items()}
+        entry: dict[str, Any] = {sc: {k: r[k] for k in ("threshold", "fpir", "fpir_measured", "fpir_ci95")}
+                                 for sc, r in by_scoring.items()}
         entry["fingerprint"] = model_info(model).fingerprint
         entry["source"] = (f"LFW: gallery of {any_row['gallery_people']:,} people x up to 5 photos, "
                            f"{any_row['never_enrolled_people']:,} never-enrolled people "
                            f"(benchmarks/calibrate_gallery.py)")
+        entry["reference"] = references[model]
         table[model] = entry
-    OPEN_SET.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
+    OPEN_SET.write_text(compact_json(table))
+
+
+K_CANDIDATES = (0, 100, 200, 400, 1000, "curve")  # "curve": LFW's shifted curve alone
+
+
+def pick_k(rows: list[dict]) -> tuple[object, dict]:
+    """The K whose development draws land within x1.5 most often (ties: the smaller worst miss)."""
+    table = {str(k): summary([r for r in rows if r["k"] == k]) for k in K_CANDIDATES}
+    best = max(K_CANDIDATES, key=lambda k: (table[str(k)]["share_within"],
+                                           -abs(np.log(max(table[str(k)]["ratio_worst"], 1e-6)))))
+    return best, table
+
+
+def draws_of(pool: list[str], size: int, n: int, seed0: int) -> list[list[str]]:
+    if size >= len(pool):
+        return [sorted(pool)]
+    return [sorted(np.random.default_rng(seed0 + d).choice(pool, size, replace=False)) for d in range(n)]
+
+
+VARIANTS = {"plain": (None, ENROL_PHOTOS), "women only": (1, ENROL_PHOTOS), "one photo each": (None, 1)}
+
+
+class Check:
+    """One model's galleries: development draws (to choose K) and report draws, mean scoring."""
+
+    def __init__(self, model, x, person, by_person, gender, draws, log):
+        self.model, self.x, self.person, self.by_person, self.gender = model, x, person, by_person, gender
+        self.draws, self.log = draws, log
+        self.names = sorted(by_person)
+        self.half = {p: i % 2 for i, p in enumerate(self.names)}
+        self.multi = [p for p in self.names if len(by_person[p]) >= 2]
+        self.curves = {h: reference_curve(x, person, by_person, [p for p in self.names if self.half[p] == h],
+                                          "mean") for h in (0, 1)}
+
+    def keep(self, variant: str, p: str, h: int) -> bool:
+        g = VARIANTS[variant][0]
+        return self.half[p] == h and (g is None or self.gender.get(p) == g)
+
+    def run(self, pool_people, stranger_people, size, n, seed0, curve, fpirs, ks, enrol, label) -> list[dict]:
+        rows = []
+        for d, enrolled in enumerate(draws_of(pool_people, size, n, seed0)):
+            chosen = set(enrolled)
+            strangers = [p for p in stranger_people if p not in chosen]
+            for r in one_gallery(self.x, self.person, self.by_person, enrolled, strangers, curve, fpirs, ks,
+                                 seed0 + d, enrol):
+                rows.append({**r, "draw": d, "set": label})
+        return rows
+
+    def development(self) -> list[dict]:
+        """Galleries of even-index people, strangers other even-index people, LFW's curve from odd-index people."""
+        rows = []
+        for variant, (_, enrol) in VARIANTS.items():
+            pool = [p for p in self.multi if self.keep(variant, p, 0)]
+            others = [p for p in self.names if self.keep(variant, p, 0)]
+            for size in ((100,) if variant == "women only" else (100, 300)):
+                n = self.draws if size == 100 else max(1, self.draws // 2)
+                rows += self.run(pool, others, size, n, 500, self.curves[1], [FPIR], K_CANDIDATES, enrol,
+                                 f"{variant}, {size}")
+        return rows
+
+    def report(self, k) -> list[dict]:
+        """The halves swapped for 100 people; 1,000 and all people from everyone (curve: even-index people)."""
+        rows = []
+        for variant, (_, enrol) in VARIANTS.items():
+            pool = [p for p in self.multi if self.keep(variant, p, 1)]
+            others = [p for p in self.names if self.keep(variant, p, 1)]
+            rows += self.run(pool, others, 100, self.draws, 0, self.curves[0], [FPIR], (0, k), enrol,
+                             f"{variant}, 100")
+        rows += self.run(self.multi, self.names, 1000, max(1, self.draws // 2), 0, self.curves[0],
+                         [FPIR, FPIR / 10], (0, k), ENROL_PHOTOS, "plain, 1000")
+        rows += self.run(self.multi, self.names, len(self.multi), 1, 0, self.curves[0], [FPIR, FPIR / 10], (0, k),
+                         ENROL_PHOTOS, f"plain, all {len(self.multi)}")
+        return rows
+
+
+def grouped(rows: list[dict]) -> dict[str, dict]:
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(f"{r['set']} | FPIR {r['fpir_requested']:g} | K={r['k']}", []).append(r)
+    return {g: summary(rs) for g, rs in groups.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=DEFAULT_MODELS)
     ap.add_argument("--calibrate-models", default="sface,fused", help="models for the calibrate check")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--draws", type=int, default=20, help="draws of 100 people (half as many of 300 and 1,000)")
     ap.add_argument("--no-write", action="store_true", help="do not update facelab/gallery/open_set.json")
-    ap.add_argument("--vectors", type=Path, help="another file of the same layout (default out/lfw_cache/all_images.npz)")
+    ap.add_argument("--vectors", type=Path,
+                    help="another file of the same layout (default out/lfw_cache/all_images.npz)")
     args = ap.parse_args()
 
+    from facelab.gallery.calibrate import PRIOR_STRANGERS
     from facelab.gallery.identify import SCORINGS
+    from far_table import genders, lfw_root
 
     data = load_vectors(args.vectors)
     person = data["person"]
     by_person = photos_of(person)
     multi = sorted(p for p, rows in by_person.items() if len(rows) >= 2)
+    gender = genders(person, lfw_root())
     print(f"LFW: {len(person)} images, {len(by_person)} people, {len(multi)} with >= 2 photos", flush=True)
-    doc = {"command": "benchmarks/calibrate_gallery.py",
+    doc: dict[str, Any] = {"command": "benchmarks/calibrate_gallery.py",
            "vectors": str(args.vectors or "out/lfw_cache/all_images.npz"),
            "fpir_requested": FPIR, "enrol_photos_max": ENROL_PHOTOS,
            "target": "FPIR measured on never-enrolled people within a factor 1.5 of the requested",
+           "protocol": "people sorted by name: K chosen on even-index galleries (curve from odd-index people), "
+                       "reported on odd-index galleries of 100 (curve from even-index people); 1,000 and all "
+                       "people drawn from everyone (curve still from even-index people)",
            "calibrate": {}, "open_set_default": {}}
-    for model in args.calibrate_models.split(","):
-        x = embedder_vectors(data, model).astype(np.float32)
-        rows = []
-        for size in (100, 1000, len(multi)):
-            for rep in range(args.repeats if size < len(multi) else 1):
-                rng = np.random.default_rng(100 + rep)
-                enrolled = sorted(rng.choice(multi, size, replace=False)) if size < len(multi) else multi
-                chosen = set(enrolled)
-                strangers = [p for p in by_person if p not in chosen]
-                r = one_gallery(x, person, enrolled, strangers, by_person, "mean", FPIR, seed=rep)
-                r["repeat"] = rep
-                rows.append(r)
-                print(f"  {model} {size:5d} people (draw {rep}): threshold {r['threshold']:.4f}, leave-one-out "
-                      f"{r['fpir_leave_one_out']:.4f}, never-enrolled {r['fpir_never_enrolled']:.4f} "
-                      f"{r['fpir_never_enrolled_ci95']} (x{r['ratio']}) in {r['calibrate_seconds']} s", flush=True)
-        doc["calibrate"][model] = rows
-    defaults = {}
+    checks = [Check(m, embedder_vectors(data, m).astype(np.float32), person, by_person, gender, args.draws,
+                    lambda msg: print(msg, flush=True)) for m in args.calibrate_models.split(",")]
+    dev = {c.model: c.development() for c in checks}
+    chosen, dev_table = pick_k([r for rows in dev.values() for r in rows])
+    print(f"  development draws ({', '.join(dev)}, pooled) choose K = {chosen}; the library uses {PRIOR_STRANGERS}",
+          flush=True)
+    for k, t in dev_table.items():
+        print(f"    K={k:>5s}: {t['within_x1.5']}/{t['draws']} within x1.5, median x{t['ratio_median']}, "
+              f"range x{t['ratio_min']}-x{t['ratio_max']}", flush=True)
+    if chosen != PRIOR_STRANGERS:
+        print(f"  WARNING: set PRIOR_STRANGERS = {chosen} in facelab/gallery/calibrate.py and run again", flush=True)
+    doc["k_chosen_on_development"], doc["k_used"] = chosen, PRIOR_STRANGERS
+    doc["development"] = dev_table
+    for c in checks:
+        report = c.report(PRIOR_STRANGERS)
+        table = grouped(report)
+        for g, t in table.items():
+            print(f"    {c.model} {g}: {t['within_x1.5']}/{t['draws']} within x1.5, median x{t['ratio_median']}, "
+                  f"range x{t['ratio_min']}-x{t['ratio_max']}", flush=True)
+        doc["calibrate"][c.model] = {
+            "development": grouped(dev[c.model]), "report": table, "report_draws": report,
+            "curves": {"development (odd-index people)": {k: c.curves[1][k] for k in ("people", "gallery_people")},
+                       "report (even-index people)": {k: c.curves[0][k] for k in ("people", "gallery_people")}}}
+    defaults, references = {}, {}
+    names = sorted(by_person)
     for model in args.models.split(","):
         x = embedder_vectors(data, model).astype(np.float32)
         defaults[model] = {sc: open_set_default(x, person, by_person, sc, FPIR) for sc in SCORINGS}
+        references[model] = {sc: reference_curve(x, person, by_person, names, sc) for sc in SCORINGS}
         print(f"  open-set default {model}: " + ", ".join(f"{sc} {r['threshold']:.4f} (FPIR {r['fpir_measured']:.4f} "
                                                          f"{r['fpir_ci95']})" for sc, r in defaults[model].items()),
               flush=True)
     doc["open_set_default"] = defaults
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(doc, indent=1) + "\n")
+    RESULTS.write_text(compact_json(doc))
     print(f"wrote {RESULTS}")
     if not args.no_write:
-        write_open_set(defaults)
+        write_open_set(defaults, references)
         print(f"wrote {OPEN_SET}")
 
 

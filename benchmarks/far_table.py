@@ -1,9 +1,11 @@
 """False-accept / true-accept rates from every pair of LFW images: ~60 million impostor pairs, not 3,000.
 
-    .venv/bin/python benchmarks/far_table.py [--boot 200] [--no-write]
+    .venv/bin/python benchmarks/far_table.py [--boot 200] [--models sface,...] [--no-write]
+    FACELAB_HOME=... .venv/bin/python benchmarks/far_table.py --models NAME --no-write   # a user-trained embedder
 
-For each embedder (sface, sface+flip, dlib_resnet, dlib_resnet+flip, fused, fused+flip) every image with a
-detected face (out/lfw_cache/all_images.npz, benchmarks/lfw_all_images.py) is scored against every other image:
+For each embedder (sface, sface+flip, dlib_resnet, dlib_resnet+flip, fused, fused+flip, sface/bgr) every image with
+a detected face (out/lfw_cache/all_images.npz, benchmarks/lfw_all_images.py; sface/bgr: sface_bgr_pipeline.npz,
+made here from the stage caches) is scored against every other image:
 pairs of two different people are impostor pairs, pairs of one person genuine pairs. Scores are computed in
 blocks of matrix products; a histogram on a 1e-4 grid gives the whole FAR curve, and the impostor pairs above
 the FAR 0.15 point are kept so that thresholds are exact order statistics (not grid edges).
@@ -35,7 +37,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 LFW = ROOT.parent / "shared" / "data" / "lfw"
 RESULTS = ROOT / "benchmarks" / "results" / "far_table.json"
-EMBEDDERS = ("sface", "sface+flip", "dlib_resnet", "dlib_resnet+flip", "fused", "fused+flip")
+EMBEDDERS = ("sface", "sface+flip", "dlib_resnet", "dlib_resnet+flip", "fused", "fused+flip", "sface/bgr")
 TARGETS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 # The default 1:1 operating point: FAR 1e-4 for every embedder (docs/thresholds.md says why).
 DEFAULT_FAR = 1e-4
@@ -74,11 +76,49 @@ def embedder_vectors(data: dict, name: str) -> np.ndarray:
         return _unit(data["dlib"])
     if name == "dlib_resnet+flip":
         return flip_average(data["dlib"], data["dlib_mirror"])
+    if name == "sface/bgr":
+        return sface_bgr_vectors(data)
     if name in ("fused", "fused+flip"):
         flip = name == "fused+flip"
         s = flip_average(data["sface"], data["sface_mirror"]) if flip else data["sface"]
         return FusedEmbedder(flip=flip, load_models=False).combine(s, data["dlib"])  # flips the SFace half only
     return registered_vectors(data, name)
+
+
+def sface_bgr_vectors(data: dict) -> np.ndarray:
+    """`sface/bgr` (SFace fed BGR) on every image, on the pipeline's landmarks, cached in a file of its own
+    (out/lfw_cache/sface_bgr_pipeline.npz; all_images.npz is left as it is).
+
+    lfw_cache's stage sface_raw already holds the BGR vector of every image on YuNet's own landmarks; only the
+    images whose landmarks the detector's roll refinement replaces (about 600) are embedded again here."""
+    from lfw_cache import CACHE
+
+    cache = CACHE / "sface_bgr_pipeline.npz"
+    names = [str(n) for n in data["names"]]
+    if not cache.exists():
+        from facelab.align import align_face
+        from facelab.embedders import SFaceEmbedder
+        from facelab.images import load_image
+        from facelab.pipeline import get_detector
+        from lfw_verify import pipeline_landmarks
+
+        raw = np.load(CACHE / "sface_raw.npz")
+        det = np.load(CACHE / "det.npz")
+        det = {k: det[k] for k in det.files}
+        all_names = [str(n) for n in raw["names"]]
+        if all_names != [str(n) for n in det["names"]]:
+            raise SystemExit("sface_raw.npz and det.npz list different images: rerun benchmarks/lfw_all_images.py")
+        landmarks, refined = pipeline_landmarks(det, get_detector())
+        vectors = raw["bgr"].astype(np.float32).copy()
+        net, root = SFaceEmbedder(order="bgr"), lfw_root()
+        for i in np.nonzero(refined)[0]:
+            crop = align_face(load_image(root / "images" / all_names[i]), landmarks[i])[None]
+            vectors[i] = net.embed_crops(crop)[0]
+        np.savez(cache, names=np.array(all_names), bgr=vectors, refined=refined)
+        print(f"    wrote {cache} ({int(refined.sum())} images re-embedded on refined landmarks)", flush=True)
+    stored = np.load(cache)
+    index = {str(n): i for i, n in enumerate(stored["names"])}
+    return np.asarray(stored["bgr"][[index[n] for n in names]], np.float32)
 
 
 def registered_vectors(data: dict, name: str) -> np.ndarray:
@@ -160,8 +200,8 @@ def score_pairs(x: np.ndarray, pop: Population, keep_above: float | None, log=pr
     bins = int(round(2 / GRID)) + 1
     hist_all = np.zeros(bins, np.int64)
     hist_sg = np.zeros(bins, np.int64)
-    kept = {"a": [], "b": [], "s": [], "i": [], "j": []}
-    genuine = {"p": [], "s": [], "i": [], "j": []}
+    kept: dict[str, list[np.ndarray]] = {"a": [], "b": [], "s": [], "i": [], "j": []}
+    genuine: dict[str, list[np.ndarray]] = {"p": [], "s": [], "i": [], "j": []}
     gender = pop.gender[pop.pid]
     t0 = time.perf_counter()
     for i0 in range(0, n, BLOCK):
@@ -369,9 +409,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--boot", type=int, default=200, help="bootstrap samples over people")
     ap.add_argument("--models", default=",".join(EMBEDDERS),
-                    help="comma-separated; a registered embedder (`facelab models add`) is embedded on every image first")
+                    help="comma-separated; a registered embedder (`facelab models add`) is embedded on every image "
+                         "first and its figures go to benchmarks/results/far_table_NAME.json")
     ap.add_argument("--no-write", action="store_true", help="do not update facelab/models/thresholds.json")
-    ap.add_argument("--vectors", type=Path, help="another file of the same layout (default out/lfw_cache/all_images.npz)")
+    ap.add_argument("--vectors", type=Path,
+                    help="another file of the same layout (default out/lfw_cache/all_images.npz)")
     args = ap.parse_args()
 
     data = load_vectors(args.vectors)
@@ -395,7 +437,8 @@ def main() -> None:
     how = {"data": f"LFW deep-funneled, all {len(pop.pid)} images with a detected face "
                    f"({data['dropped_no_face']} without a face left out), {len(pop.people)} people",
            "vectors": f"{args.vectors or 'out/lfw_cache/all_images.npz'} (benchmarks/lfw_all_images.py's stage "
-                      f"caches: facelab's pipeline)",
+                      f"caches: facelab's pipeline; sface/bgr: out/lfw_cache/sface_bgr_pipeline.npz, a user's "
+                      f"model: out/far_table/NAME.npz)",
            "threshold_rule": "lowest 5-decimal cosine whose FAR over every impostor pair is <= the target",
            "intervals": f"95 % bootstrap over people ({args.boot} samples; pairs follow their people)",
            "command": "benchmarks/far_table.py"}
@@ -404,8 +447,18 @@ def main() -> None:
                                 "unknown": int((pop.gender < 0).sum())},
            "results": results}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {RESULTS}")
+    shipped = {k: v for k, v in results.items() if k in EMBEDDERS}
+    if shipped:
+        if RESULTS.exists():  # a run of some models (`--models sface/bgr`) keeps the others' figures
+            kept = json.loads(RESULTS.read_text()).get("results", {})
+            shipped = {**{k: v for k, v in kept.items() if k not in shipped and k in EMBEDDERS}, **shipped}
+        RESULTS.write_text(json.dumps({**doc, "results": shipped}, indent=1) + "\n")
+        print(f"wrote {RESULTS}")
+    for name, r in results.items():
+        if name not in EMBEDDERS:  # a user's model: its own file, never the shipped table
+            path = RESULTS.with_name(f"far_table_{name.replace('+', '_').replace('/', '_')}.json")
+            path.write_text(json.dumps({**doc, "results": {name: r}}, indent=1) + "\n")
+            print(f"wrote {path}")
     if not args.no_write:
         write_thresholds(results, how)
         print("wrote facelab/models/thresholds.json")

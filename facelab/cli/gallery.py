@@ -334,7 +334,9 @@ def calibrate(location, timeout, fpir, scoring, as_json):
     """Measure the "unknown" threshold on this gallery: each person plays a stranger in turn (searched against
     everyone else); the threshold names at most FPIR of them. Stored in the gallery; `identify` uses it.
 
-    Needs at least max(10, 1/FPIR) people. Exit 0, or 2 (nothing changed) for a bad FPIR or too few people.
+    In a small gallery LFW's FPIR curve, moved to this gallery's own scores, carries most of the estimate
+    (docs/thresholds.md). Needs at least max(10, 1/FPIR) people. Exit 0; nothing changed: 2 for a bad FPIR,
+    6 for too few people.
     """
     from ..gallery.calibrate import check_fpir
 
@@ -347,6 +349,11 @@ def calibrate(location, timeout, fpir, scoring, as_json):
     click.echo(f"{location}: unknown below {result.threshold:.4f} ({scoring} scoring): {result.people} people "
                f"each left out in turn ({result.probes} photos searched), {result.fpir_measured:.2%} of them named "
                f"at this threshold (asked: {result.fpir:.2%}). `identify` now uses it.")
+    if result.prior_weight:
+        click.echo(f"  {result.method}: LFW's curve for {result.people} people, moved by {result.shift:+.4f} to "
+                   f"this gallery's {result.comparisons:,} cross-person scores, weighs {result.prior_weight:.0%}; "
+                   f"estimated FPIR {result.fpir_estimate:.2%} (left-out people alone: {result.threshold_left_out:.4f},"
+                   f" LFW's curve alone: {result.threshold_lfw_curve:.4f})")
     if result.warning:
         click.echo(f"warning: {result.warning}", err=True)
 

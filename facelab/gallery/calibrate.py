@@ -3,12 +3,30 @@
 How many strangers a gallery names as someone (FPIR, the false-positive identification rate) grows with the
 number of people in it: the best of N impostor scores. A threshold measured on LFW's galleries is therefore
 only a starting point; this module measures it on the gallery itself by leaving people out: each enrolled
-person in turn plays a stranger, searched against everyone else (exactly: their own column is masked), and the
-threshold is the score that names at most `fpir` of these strangers. Every person weighs the same, however many
-photos they have (their photos share 1 between them), because people, not photos, are the independent units.
+person in turn plays a stranger, searched against everyone else (exactly: their own column is masked). Every
+person weighs the same, however many photos they have (their photos share 1 between them), because people, not
+photos, are the independent units.
 
-The result is stored in the gallery's metadata (key "open_set_calibration") and `identify` uses it by default,
-saying so ("calibrated on this gallery, FPIR 1 %").
+Leaving people out alone cannot pin down a 1 % rate in a 100-person gallery: the threshold then rests on one
+stranger's top score (LFW draws of 100 people: 0.13x to 3.7x the requested rate on never-enrolled people).
+Every cross-person score in the gallery does not help by itself either (the FMR that matters, about FPIR/N,
+is still passed by about one pair). What does is a curve with many strangers behind it: LFW's FPIR curve for a
+gallery of N people (open_set.json "reference", benchmarks/calibrate_gallery.py), moved to this gallery by the
+difference between the gallery's own cross-person scores and LFW's at a false-match rate both measure well
+(about SHIFT_PAIRS of the gallery's person pairs pass it; galleries of one photo per person or of people more alike
+than LFW's sit well away from LFW's curve). The rule:
+
+    FPIR(t) = (S * FPIR_left_out(t) + K * FPIR_LFW,N(t - shift)) / (S + K)
+
+with S the people left out in turn (all of them, up to MAX_STRANGERS) and K = PRIOR_STRANGERS: LFW's curve counts
+as K strangers, so it carries a 100-person gallery (91 %) and weighs less as the gallery grows (1,000 people:
+50 %; 2,000 or more: 33 %). The threshold is the lowest that keeps FPIR(t) <= the requested rate. K was chosen on
+development draws (galleries of even-index LFW people, the curve made from odd-index people) and is reported on
+held-out ones (the other way round): docs/thresholds.md. A model without an LFW curve (a user-trained one) gets
+leave-people-out alone.
+
+The result is stored in the gallery's metadata (key "open_set_calibration", with the method and the counts) and
+`identify` uses it by default, saying so ("calibrated on this gallery, FPIR 1 %").
 """
 from __future__ import annotations
 
@@ -16,11 +34,14 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import FacelabError
+
+OPEN_SET_FILE = Path(__file__).with_name("open_set.json")
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import Gallery
@@ -30,13 +51,25 @@ MIN_PEOPLE = 10            # never calibrate on fewer people, whatever the FPIR
 MAX_PROBES_PER_PERSON = 5  # photos of one person searched as a stranger (more add little: they are alike)
 RELIABLE_STRANGERS = 10    # people expected above the threshold for a steady estimate (fewer: a warning)
 MAX_STRANGERS = 2000       # people searched as strangers in a big gallery (a random sample; the search is exact)
+PRIOR_STRANGERS = 1000     # K: LFW's curve counts as this many strangers (chosen on development draws, see above)
+PAIR_COLUMNS = 5000        # people whose cross-person scores feed the shift in a bigger gallery (a random sample)
+SHIFT_PAIRS = 50           # the shift is read at the FMR that about this many of the gallery's person pairs pass
+GRID = 1e-4                # thresholds are 4-decimal cosines
+METHOD = "leave-people-out + LFW curve"
+METHOD_ALONE = "leave-people-out"
 
 
 class CalibrationError(FacelabError):
-    """A calibration that cannot be trusted or a bad request (too few people, FPIR outside (0, 1))."""
+    """A bad calibration request (FPIR outside (0, 1) or not a number, an unknown scoring): exit 2, HTTP 400."""
 
     exit_code = 2
     code = "calibration_error"
+
+
+class TooFewPeople(CalibrationError):
+    """The gallery has too few people for the requested FPIR (nothing is changed): exit 6 (gallery), HTTP 400."""
+
+    exit_code = 6
 
 
 @dataclass
@@ -50,11 +83,20 @@ class Calibration:
     model: str
     calibrated: str         # UTC time
     warning: str = ""       # set when the estimate rests on few people
+    method: str = METHOD_ALONE
+    strangers: int = 0      # people searched as strangers (S; all of them up to MAX_STRANGERS)
+    comparisons: int = 0    # cross-person scores (probe photo x other person) behind the shift
+    fpir_estimate: float | None = None     # the combined estimate at `threshold` (the rule above)
+    prior_weight: float = 0.0              # K / (S + K): how much of the estimate is LFW's curve
+    shift: float | None = None             # this gallery's cross-person scores minus LFW's, at fmr_for_shift
+    fmr_for_shift: float | None = None
+    threshold_left_out: float | None = None  # leave-people-out alone
+    threshold_lfw_curve: float | None = None  # LFW's shifted curve alone
 
     @property
     def source(self) -> str:
         return (f"calibrated on this gallery, FPIR {self.fpir * 100:g} % ({self.people} people, "
-                f"leave-one-person-out, {self.calibrated[:10]})")
+                f"{self.method}, {self.calibrated[:10]})")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "source": self.source}
@@ -75,33 +117,86 @@ def check_fpir(fpir: Any) -> float:
     return value
 
 
-def stranger_scores(vectors: np.ndarray, person: np.ndarray, scoring: str = "mean",
+class PersonScorer:
+    """Scores of photos against every person of a gallery, as identify scores them: "max" best photo, "mean"
+    template (re-normalised mean), "both" their average."""
+
+    def __init__(self, vectors: np.ndarray, person: np.ndarray, scoring: str):
+        g_vec = np.asarray(vectors, np.float32)
+        self.ids, g_idx = np.unique(np.asarray(person), return_inverse=True)
+        order = np.argsort(g_idx, kind="stable")
+        self.g_sorted = g_vec[order]
+        self.starts = np.r_[0, np.nonzero(np.diff(g_idx[order]))[0] + 1]
+        templates = np.add.reduceat(self.g_sorted, self.starts, axis=0)
+        self.templates = templates / np.maximum(np.linalg.norm(templates, axis=1, keepdims=True), 1e-12)
+        self.scoring = scoring
+        self.block = int(max(1, min(256, 20_000_000 // max(len(self.g_sorted), 1))))  # score blocks near 80 MB
+
+    def own_column(self, names: np.ndarray) -> np.ndarray:
+        """Each name's column, or -1 for a person not in the gallery."""
+        pos = np.searchsorted(self.ids, names)
+        hit = (pos < len(self.ids)) & (self.ids[np.minimum(pos, len(self.ids) - 1)] == names)
+        return np.where(hit, pos, -1)
+
+    def scores(self, q: np.ndarray, own: np.ndarray) -> np.ndarray:
+        """(len(q), people) scores; a probe's own person (own >= 0) is left out (-inf)."""
+        q = np.asarray(q, np.float32)
+        per_person = []
+        if self.scoring in ("mean", "both"):
+            per_person.append(q @ self.templates.T)
+        if self.scoring in ("max", "both"):
+            per_person.append(np.maximum.reduceat(q @ self.g_sorted.T, self.starts, axis=1))
+        s = per_person[0] if len(per_person) == 1 else (per_person[0] + per_person[1]) / 2
+        rows = np.nonzero(own >= 0)[0]
+        s[rows, own[rows]] = -np.inf
+        return s
+
+
+@dataclass
+class StrangerScores:
+    best: np.ndarray        # each probe's best score against every person but its own
+    weights: np.ndarray     # a person's probes share 1
+    probe_person: np.ndarray
+    pair_hist: np.ndarray   # person-weighted histogram (GRID bins over [-1, 1]) of every probe x other-person score
+    comparisons: int        # how many such scores
+
+    @property
+    def people(self) -> int:
+        return len(np.unique(self.probe_person))
+
+    def fmr_threshold(self, fmr: float) -> float:
+        """The lowest grid cosine that at most `fmr` of the (person-weighted) cross-person scores reach."""
+        above = np.cumsum(self.pair_hist[::-1])[::-1] / max(float(self.pair_hist.sum()), 1e-12)
+        return grid_value(int(np.argmax(above <= fmr)))
+
+
+def grid_value(i: int) -> float:
+    return round(-1 + i * GRID, 4)
+
+
+def score_strangers(vectors: np.ndarray, person: np.ndarray, scoring: str = "mean",
                     max_probes: int = MAX_PROBES_PER_PERSON, seed: int = 0, max_people: int = MAX_STRANGERS,
                     gallery_vectors: np.ndarray | None = None, gallery_person: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Each probe's best score against every person but its own: (scores, weights; a person's weights sum to 1).
+                    ) -> StrangerScores:
+    """Search up to `max_probes` photos per person as strangers; keep each one's best score and a histogram of
+    all its scores against the other people.
 
-    vectors/person: the gallery's photos (unit vectors) and person ids; up to `max_probes` photos per person are
-    searched as strangers against the gallery without that person (leave-one-person-out). With gallery_vectors /
-    gallery_person given, vectors are outside probes searched against that gallery instead (nothing masked).
+    vectors/person: the gallery's photos (unit vectors) and person ids, searched against the gallery without
+    their own person (leave-one-person-out). With gallery_vectors / gallery_person given, vectors are outside
+    probes searched against that gallery instead (a probe's own person, if enrolled there, is masked too).
     Scoring as identify's: "max" best photo, "mean" template (re-normalised mean), "both" their average."""
     from .identify import SCORINGS
 
     if scoring not in SCORINGS:
         raise CalibrationError(f"scoring must be one of {', '.join(SCORINGS)}")
-    outside = gallery_vectors is not None
-    g_vec = np.asarray(gallery_vectors if outside else vectors, np.float32)
-    g_person = np.asarray(gallery_person if outside else person)
-    ids, g_idx = np.unique(g_person, return_inverse=True)
-    order = np.argsort(g_idx, kind="stable")
-    g_sorted, g_idx_sorted = g_vec[order], g_idx[order]
-    starts = np.r_[0, np.nonzero(np.diff(g_idx_sorted))[0] + 1]
-    templates = np.add.reduceat(g_sorted, starts, axis=0)
-    templates /= np.maximum(np.linalg.norm(templates, axis=1, keepdims=True), 1e-12)
+    if gallery_vectors is not None and gallery_person is not None:
+        scorer = PersonScorer(gallery_vectors, gallery_person, scoring)
+    else:
+        scorer = PersonScorer(vectors, person, scoring)
 
     rng = np.random.default_rng(seed)
     person = np.asarray(person)
-    probes = []
+    picked: list[int] = []
     candidates, p_idx = np.unique(person, return_inverse=True)
     p_order = np.argsort(p_idx, kind="stable")
     p_starts = np.r_[0, np.cumsum(np.bincount(p_idx, minlength=len(candidates)))]
@@ -110,26 +205,90 @@ def stranger_scores(vectors: np.ndarray, person: np.ndarray, scoring: str = "mea
         chosen = rng.choice(chosen, max_people, replace=False)
     for c in chosen:
         rows = p_order[p_starts[c]:p_starts[c + 1]]
-        probes.extend(rng.choice(rows, max_probes, replace=False) if len(rows) > max_probes else rows)
-    probes = np.sort(np.array(probes, dtype=np.int64))
+        picked.extend(rng.choice(rows, max_probes, replace=False) if len(rows) > max_probes else rows)
+    probes = np.sort(np.array(picked, dtype=np.int64))
     counts = {p: c for p, c in zip(*np.unique(person[probes], return_counts=True))}
     weights = np.array([1.0 / counts[p] for p in person[probes]])
-    own = np.searchsorted(ids, person[probes]) if not outside else None
+    own = scorer.own_column(person[probes])
 
     best = np.empty(len(probes), np.float32)
-    block = int(max(1, min(256, 20_000_000 // max(len(g_sorted), 1))))  # keep each score block near 80 MB
+    bins = int(round(2 / GRID)) + 1
+    hist = np.zeros(bins, np.float64)
+    comparisons = 0
+    block = scorer.block
+    n_people = len(scorer.ids)
+    # the shift reads the cross-person curve at FMR >= 0.001: a fixed sample of people is plenty in a big gallery
+    columns = np.sort(rng.choice(n_people, PAIR_COLUMNS, replace=False)) if n_people > PAIR_COLUMNS else None
     for b0 in range(0, len(probes), block):
-        q = np.asarray(vectors[probes[b0:b0 + block]], np.float32)
-        per_person = []
-        if scoring in ("mean", "both"):
-            per_person.append(q @ templates.T)
-        if scoring in ("max", "both"):
-            per_person.append(np.maximum.reduceat(q @ g_sorted.T, starts, axis=1))
-        s = per_person[0] if len(per_person) == 1 else (per_person[0] + per_person[1]) / 2
-        if own is not None:
-            s[np.arange(len(q)), own[b0:b0 + block]] = -np.inf  # the probe's own person is left out
+        s = scorer.scores(vectors[probes[b0:b0 + block]], own[b0:b0 + block])
         best[b0:b0 + block] = s.max(axis=1)
-    return best, weights
+        if columns is not None:
+            s = s[:, columns]
+        valid = np.isfinite(s)
+        w = np.broadcast_to(weights[b0:b0 + block, None], s.shape)[valid]
+        idx = np.clip(((s[valid] + 1) / GRID).astype(np.int64), 0, bins - 1)
+        hist += np.bincount(idx, weights=w, minlength=bins)
+        comparisons += int(valid.sum())
+    return StrangerScores(best, weights, person[probes], hist, comparisons)
+
+
+def stranger_scores(vectors: np.ndarray, person: np.ndarray, scoring: str = "mean",
+                    max_probes: int = MAX_PROBES_PER_PERSON, seed: int = 0, max_people: int = MAX_STRANGERS,
+                    gallery_vectors: np.ndarray | None = None, gallery_person: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Each probe's best score against every person but its own: (scores, weights; a person's weights sum to 1).
+    See score_strangers."""
+    r = score_strangers(vectors, person, scoring, max_probes, seed, max_people, gallery_vectors, gallery_person)
+    return r.best, r.weights
+
+
+# -- LFW's curve (the prior) ------------------------------------------------------------------------------------
+def lfw_curve(model: str, scoring: str, path: Path | None = None) -> dict[str, Any] | None:
+    """LFW's reference curves for this model and scoring (open_set.json "reference"), or None when the model has
+    none or its weights differ from those measured."""
+    try:
+        entry = json.loads((path or OPEN_SET_FILE).read_text())[model]
+        from .store import model_info
+
+        if path is None and entry.get("fingerprint") != model_info(model).fingerprint:
+            return None
+        return entry["reference"][scoring]
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def lfw_fpir(curve: dict[str, Any], n: int, t: np.ndarray) -> np.ndarray:
+    """LFW's FPIR at thresholds t for a gallery of n people: log-linear between the stored rates and sizes."""
+    sizes = np.asarray(curve["gallery_sizes"], np.float64)
+    log_rate = np.log(np.asarray(curve["fpir"], np.float64))      # decreasing
+    rows = np.asarray(curve["fpir_threshold"], np.float64)          # per size: thresholds, increasing
+
+    def at(k: int) -> np.ndarray:
+        return np.interp(t, rows[k], log_rate)
+
+    k = int(np.clip(np.searchsorted(sizes, n), 1, len(sizes) - 1))
+    lo, hi = sizes[k - 1], sizes[k]
+    a = float(np.clip((math.log(n) - math.log(lo)) / (math.log(hi) - math.log(lo)), 0.0, 1.0))
+    return np.exp((1 - a) * at(k - 1) + a * at(k))
+
+
+def lfw_fmr_threshold(curve: dict[str, Any], fmr: float) -> float:
+    """LFW's cross-person score reached by a share `fmr` of its probe x other-person pairs."""
+    levels = np.log(np.asarray(curve["fmr"], np.float64))[::-1]  # increasing
+    return float(np.interp(math.log(fmr), levels, np.asarray(curve["fmr_threshold"], np.float64)[::-1]))
+
+
+def shift_fmr(strangers: int) -> float:
+    """The FMR at which the shift is read: about SHIFT_PAIRS of the gallery's person pairs pass it."""
+    return min(0.1, max(1e-3, SHIFT_PAIRS / max(strangers * (strangers - 1), 1)))
+
+
+def left_out_fpir(best: np.ndarray, weights: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The person-weighted share of left-out probes named at each threshold in t."""
+    order = np.argsort(best)
+    s, w = best[order], weights[order]
+    above = np.r_[np.cumsum(w[::-1])[::-1], 0.0]
+    return above[np.searchsorted(s, t, side="left")] / w.sum()
 
 
 def threshold_for_fpir(scores: np.ndarray, weights: np.ndarray, fpir: float) -> tuple[float, float]:
@@ -151,10 +310,52 @@ def measured_fpir(scores: np.ndarray, weights: np.ndarray, threshold: float) -> 
     return float(weights[scores >= threshold].sum() / weights.sum())
 
 
-def calibrate(gallery: Gallery, fpir: float = 0.01, scoring: str = "mean", dry_run: bool = False) -> Calibration:
-    """Measure the open-set threshold on this gallery (leave-one-person-out) and store it in the gallery.
+@dataclass
+class Estimate:
+    """The threshold the rule gives, with what went into it (see the module docstring)."""
+    threshold: float
+    fpir_estimate: float
+    fpir_left_out: float     # the gallery's own leave-people-out share at `threshold`
+    method: str
+    prior_weight: float
+    shift: float | None
+    fmr_for_shift: float | None
+    threshold_left_out: float
+    threshold_lfw_curve: float | None
 
-    Nothing is stored when the request is bad or the gallery has too few people (CalibrationError)."""
+
+def lowest_threshold(t: np.ndarray, rate: np.ndarray, fpir: float) -> int:
+    """Index of the lowest t whose rate is <= fpir (rates fall with t); the last one if none is."""
+    ok = np.nonzero(rate <= fpir + 1e-12)[0]
+    return int(ok[0]) if len(ok) else len(t) - 1
+
+
+def estimate_threshold(scores: StrangerScores, fpir: float, people: int, curve: dict[str, Any] | None,
+                       prior_strangers: int = PRIOR_STRANGERS) -> Estimate:
+    """The rule: the gallery's left-out strangers (S of them) and LFW's curve for `people`, moved by the shift,
+    counting as `prior_strangers`; the lowest 4-decimal threshold whose combined FPIR is <= fpir."""
+    t = np.round(np.arange(-1.0, 1.0 + GRID / 2, GRID), 4)
+    own = left_out_fpir(scores.best, scores.weights, t)
+    i_own = lowest_threshold(t, own, fpir)
+    if curve is None or prior_strangers <= 0:
+        return Estimate(float(t[i_own]), float(own[i_own]), float(own[i_own]), METHOD_ALONE, 0.0, None, None,
+                        float(t[i_own]), None)
+    s = scores.people
+    fmr = shift_fmr(s)
+    shift = round(scores.fmr_threshold(fmr) - lfw_fmr_threshold(curve, fmr), 4)
+    lfw = lfw_fpir(curve, people, t - shift)
+    combined = (s * own + prior_strangers * lfw) / (s + prior_strangers)
+    i = lowest_threshold(t, combined, fpir)
+    return Estimate(float(t[i]), float(combined[i]), float(own[i]), METHOD,
+                    round(prior_strangers / (s + prior_strangers), 4), shift, fmr, float(t[i_own]),
+                    float(t[lowest_threshold(t, lfw, fpir)]))
+
+
+def calibrate(gallery: Gallery, fpir: float = 0.01, scoring: str = "mean", dry_run: bool = False) -> Calibration:
+    """Measure the open-set threshold on this gallery (the rule above) and store it in the gallery.
+
+    Nothing is stored when the request is bad (CalibrationError) or the gallery has too few people
+    (TooFewPeople)."""
     fpir = check_fpir(fpir)
     from .identify import SCORINGS
 
@@ -164,22 +365,31 @@ def calibrate(gallery: Gallery, fpir: float = 0.01, scoring: str = "mean", dry_r
     people = len(np.unique(person))
     need = min_people(fpir)
     if people < need:
-        raise CalibrationError(f"{gallery.location}: {people} people; calibrating FPIR {fpir:g} needs at least {need} "
-                               f"(each plays a stranger in turn; a higher --fpir needs fewer)")
-    scores, weights = stranger_scores(vectors, person, scoring)
-    threshold, share = threshold_for_fpir(scores, weights, fpir)
+        raise TooFewPeople(f"{gallery.location}: {people} people; calibrating FPIR {fpir:g} needs at least {need} "
+                           f"(each plays a stranger in turn; a higher --fpir needs fewer)")
+    scores = score_strangers(vectors, person, scoring)
+    curve = lfw_curve(gallery.model.name, scoring)
+    est = estimate_threshold(scores, fpir, people, curve)
     warning = ""
+    if curve is None:
+        warning = (f"no LFW curve for model {gallery.model.name!r}: the threshold rests on this gallery's "
+                   f"left-out people alone")
     if people * fpir < RELIABLE_STRANGERS:
-        # the threshold sits among the top people*fpir strangers: with one or two of them it moves a lot from one
-        # gallery to the next (benchmarks/calibrate_gallery.py, LFW galleries of 100 people at FPIR 1 %: the FPIR
-        # then measured on never-enrolled people ranged from 0.13x to 3.7x the requested; with 1,000 people from
-        # 0.72x to 1.54x)
-        warning = (f"only {people * fpir:.3g} of {people} people are expected above an FPIR {fpir:g} threshold: "
-                   f"the rate reached on strangers may be several times off either way; "
-                   f"{math.ceil(RELIABLE_STRANGERS / fpir)} people (or a higher --fpir) give a steadier one")
-    result = Calibration(threshold=threshold, fpir=fpir, fpir_measured=round(share, 5), scoring=scoring,
-                         people=people, probes=len(scores), model=gallery.model.name,
-                         calibrated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), warning=warning)
+        # about people*fpir left-out strangers pass the threshold: with one or two of them it moves a lot from one
+        # gallery to the next (benchmarks/calibrate_gallery.py), so LFW's curve carries most of the estimate
+        lean = (f"the threshold leans on LFW's curve ({est.prior_weight:.0%} of the estimate, moved by "
+                f"{est.shift:+.4f} to this gallery's scores)" if curve is not None else
+                "the rate reached on strangers may be several times off either way")
+        warning = "; ".join(filter(None, [warning, (
+            f"only {people * fpir:.3g} of {people} people are expected above an FPIR {fpir:g} threshold: {lean}; "
+            f"{math.ceil(RELIABLE_STRANGERS / fpir)} people (or a higher --fpir) give a steadier one")]))
+    result = Calibration(threshold=est.threshold, fpir=fpir, fpir_measured=round(est.fpir_left_out, 5),
+                         scoring=scoring, people=people, probes=len(scores.best), model=gallery.model.name,
+                         calibrated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), warning=warning,
+                         method=est.method, strangers=scores.people, comparisons=scores.comparisons,
+                         fpir_estimate=round(est.fpir_estimate, 5), prior_weight=est.prior_weight, shift=est.shift,
+                         fmr_for_shift=None if est.fmr_for_shift is None else float(f"{est.fmr_for_shift:.3g}"),
+                         threshold_left_out=est.threshold_left_out, threshold_lfw_curve=est.threshold_lfw_curve)
     if not dry_run:
         stored = load(gallery) or {}
         stored = stored if isinstance(stored, dict) else {}

@@ -167,7 +167,7 @@ class LibraryTables:
             photo_ids = [r[0] for r in cur.execute("SELECT photo_id FROM library_faces WHERE source = ? AND "
                                                    "photo_id IS NOT NULL", (s,)).fetchall()]
             if photo_ids:
-                self.store._delete_photos(cur, photo_ids)
+                self.store.delete_photos(cur, photo_ids)
             n += cur.execute("DELETE FROM library_faces WHERE source = ?", (s,)).rowcount
         if n:
             cur.execute("DELETE FROM people WHERE id NOT IN (SELECT DISTINCT person_id FROM photos)")
@@ -283,7 +283,7 @@ class LibraryTables:
         if photo_id is None:
             return
         cur.execute("UPDATE library_faces SET photo_id = NULL WHERE id = ?", (face,))
-        self.store._delete_photos(cur, [photo_id])
+        self.store.delete_photos(cur, [photo_id])
 
     # -- listing ---------------------------------------------------------------------------------------------
     def face(self, face_id: int) -> FaceRow | None:

@@ -106,32 +106,37 @@ COPIED_TABLES = {"people": "id, name, created",
                  "embeddings": "photo_id, model, vector", "faces": "photo_id, jpeg",
                  "files": "source, size, mtime, sha256, status, reason, detail, photo_id",
                  "changes": "seq, op, photo_id"}
+SERIAL_COLUMNS = [("people", "id"), ("photos", "id"), ("changes", "seq")]
+
+
+def copy_rows(src, dst, tables: dict[str, str] = COPIED_TABLES, serials=SERIAL_COLUMNS) -> None:
+    """Copy every row of `tables` (name -> columns) from one open PostgreSQL gallery store into another (ids kept,
+    so the copy starts from the very same state), then move the id sequences past the copied ids."""
+    with dst.write() as cur:
+        for table, columns in tables.items():
+            if not src.table_exists(table):
+                continue
+            read, marks = columns, ", ".join("?" * len(columns.split(",")))
+            if table == "embeddings":
+                read, marks = f"photo_id, model, {src.vector_column}", "?, ?, " + dst.vector_param
+            for row in src.read(f"SELECT {read} FROM {table}"):
+                row = [json.dumps(v) if isinstance(v, (dict, list)) else v for v in row]
+                if table == "embeddings":
+                    row[2] = dst.encode_vector(src.decode_vector(row[2], "copy"))
+                cur.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", row)
+        for table, column in serials:
+            cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                        f"(SELECT COALESCE(MAX({column}), 0) + 1 FROM {table}), false)")
 
 
 def copy_gallery(source: str, location: str) -> None:
-    """A copy of a closed gallery: the file for SQLite; for PostgreSQL, a new schema with the same rows (ids and
-    change log included, so each test starts from the very same state)."""
+    """A copy of a closed gallery: the file for SQLite; for PostgreSQL, a new schema with the same rows."""
     if not source.startswith("postgresql://"):
         shutil.copy(source, location)
         return
     src, dst = facelab.open_gallery(source), facelab.open_gallery(location)
     try:
-        with dst.store.write() as cur:
-            for table, columns in COPIED_TABLES.items():
-                if not src.store.table_exists(table):
-                    continue
-                read = columns.replace("vector", f"{src.store.vector_column}") if table == "embeddings" else columns
-                marks = ", ".join("?" * len(columns.split(",")))
-                if table == "embeddings":
-                    marks = "?, ?, " + dst.store.vector_param
-                for row in src.store.read(f"SELECT {read} FROM {table}"):
-                    row = [json.dumps(v) if isinstance(v, (dict, list)) else v for v in row]
-                    if table == "embeddings":
-                        row[2] = dst.store.encode_vector(src.store.decode_vector(row[2], "copy"))
-                    cur.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", row)
-            for table, column in (("people", "id"), ("photos", "id"), ("changes", "seq")):
-                cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
-                            f"(SELECT COALESCE(MAX({column}), 0) + 1 FROM {table}), false)")
+        copy_rows(src.store, dst.store)
     finally:
         src.close()
         dst.close()

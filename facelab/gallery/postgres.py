@@ -43,6 +43,11 @@ def parse_vector(text: str) -> np.ndarray:
     return np.array(text.strip("[]").split(","), dtype=np.float32)
 
 
+# SQLite's column types as PostgreSQL's, for tables created from one statement for both (the photo library's)
+DDL_TYPES = [(r"\bINTEGER PRIMARY KEY\b", "bigserial PRIMARY KEY"), (r"\bINTEGER\b", "bigint"),
+             (r"\bREAL\b", "double precision"), (r"\bBLOB\b", "bytea"), (r"\bTEXT\b", "text")]
+
+
 @lru_cache(maxsize=512)
 def pyformat(sql: str) -> str:
     """SqlStore's `?` placeholders as psycopg's `%s` (a literal % doubled). The shared SQL holds no `?` or `%` in
@@ -228,11 +233,42 @@ class PostgresStore(SqlStore):
         for bucket in buckets:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(?), ?)", (f"facelab:{self.schema}:photos", bucket))
 
-    def erase_residue(self) -> None:
-        """Deleted rows stay in the tables and the HNSW index as dead tuples until vacuumed: vacuum now."""
+    def lock(self, cur: Any, key: str) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"facelab:{self.schema}:{key}",))
+
+    @contextmanager
+    def named_lock(self, name: str) -> Iterator[None]:
+        """A session-level advisory lock (the connection is in autocommit, so it outlives transactions)."""
+        key = (f"facelab:{self.schema}:{name}",)
         try:
-            for table in ("embeddings", "photos", "files") + (("faces",) if self.table_exists("faces") else ()):
-                self.conn.execute(f"VACUUM {self.schema}.{table}")
+            self.conn.execute("SET lock_timeout = 0")  # wait as long as the holder works, like a file lock
+            self.conn.execute("SELECT pg_advisory_lock(hashtext(%s))", key)
+            self.conn.execute(f"SET lock_timeout = {int(self.timeout * 1000)}")
+        except self.psycopg.Error as exc:
+            raise self._translate(exc) from None
+        try:
+            yield
+        finally:
+            try:
+                self.conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", key)
+            except self.psycopg.Error:
+                pass  # a lost connection released it
+
+    def ddl(self, sql: str) -> str:
+        for sqlite_type, pg_type in DDL_TYPES:
+            sql = re.sub(sqlite_type, pg_type, sql)
+        return sql
+
+    def json_number(self, column: str, key: str) -> str:
+        return f"({column}::jsonb ->> '{key}')::float8"
+
+    def erase_residue(self) -> None:
+        """Deleted rows stay in the tables and their indexes (HNSW included) as dead tuples until vacuumed: vacuum
+        every table of the gallery now."""
+        try:
+            tables = self.read("SELECT tablename FROM pg_tables WHERE schemaname = ?", (self.schema,))
+            for (table,) in tables:
+                self.conn.execute(f'VACUUM "{self.schema}"."{table}"')
         except self.psycopg.Error:
             pass
 

@@ -81,6 +81,22 @@ class SqlStore(Store):
     def lock_hashes(self, cur: Any, hashes: list[str]) -> None:
         """Make the duplicate check of these content hashes race-free until the transaction ends."""
 
+    def lock(self, cur: Any, key: str) -> None:
+        """Hold `key` until the transaction ends: a check-then-write on it cannot interleave with another
+        writer's (nothing to do in SQLite, whose write transaction already excludes every other writer)."""
+
+    @abstractmethod
+    def named_lock(self, name: str) -> AbstractContextManager[Any]:
+        """An exclusive lock across processes, held outside transactions (e.g. one library grouping at a time)."""
+
+    def ddl(self, sql: str) -> str:
+        """A CREATE statement written for SQLite (INTEGER PRIMARY KEY, REAL, BLOB) in this database's types."""
+        return sql
+
+    def json_number(self, column: str, key: str) -> str:
+        """SQL for the number under `key` of a JSON text column."""
+        return f"json_extract({column}, '$.{key}')"
+
     def erase_residue(self) -> None:
         """After deleting biometric data: make the deleted rows unrecoverable from the database files."""
 

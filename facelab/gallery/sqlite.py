@@ -215,6 +215,13 @@ class SqliteStore(SqlStore):
         sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
         return bool(cur.execute(sql, (name,)).fetchone() if cur is not None else self.read(sql, (name,)))
 
+    @contextmanager
+    def named_lock(self, name: str) -> Iterator[None]:
+        import fasteners
+
+        with fasteners.InterProcessLock(f"{self.location}.{name}.lock"):  # a file next to the gallery
+            yield
+
     def erase_residue(self) -> None:
         """Move the (secure-deleted) pages into the main file and empty the WAL, so old copies of deleted rows
         do not remain in the journal. Best effort: a reader holding an old snapshot keeps the WAL alive."""

@@ -194,10 +194,12 @@ class PostgresStore(SqlStore):
 
     @contextmanager
     def snapshot(self) -> Iterator[QmarkCursor]:
+        """A read-only REPEATABLE READ transaction whose cursor lives on the server: `fetchmany` then streams
+        rows (a client cursor would hold a million faces' rows in memory at once)."""
         try:
             with self.conn.transaction():
-                with self.conn.cursor() as cur:
-                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                with self.conn.cursor(name="facelab_snapshot") as cur:
                     yield QmarkCursor(cur)
         except self.psycopg.Error as exc:
             raise self._translate(exc) from None

@@ -2,7 +2,7 @@
 
 Real LFW photos (skipped when ../shared/data/lfw is absent); the grouping core also on small arrays. The store-level
 tests run on an SQLite library and on one in a PostgreSQL gallery (the `backend` fixture of tests/test_gallery.py,
-a throwaway server per session); REST and the page use SQLite.
+a throwaway server per session), and so do the REST routes; the page uses SQLite.
 """
 from __future__ import annotations
 
@@ -393,21 +393,20 @@ def test_two_scans_at_once_store_each_face_once(photos, scanned, new_location):
 
 # -- REST -----------------------------------------------------------------------------------------------------
 @pytest.fixture
-def api(scanned, tmp_path):  # REST: its own tests; the SQLite library is enough
+def api(scanned, new_location, tmp_path):
     from fastapi.testclient import TestClient
 
     from facelab.server import Settings, create_app
     from facelab.server.auth import create_key
 
-    db = tmp_path / "lib.db"
-    shutil.copy(scanned, db)
-    settings = Settings(data_dir=tmp_path / "data", gallery=str(db), model="sface+flip")
+    db = new_location("lib")
+    copy_library(scanned, db)
+    settings = Settings(data_dir=tmp_path / "data", gallery=db, model="sface+flip")
     key = create_key(settings.keys_file, "test")
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client, {"Authorization": f"Bearer {key}"}
 
 
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the routes, not the store
 def test_rest_people_faces_thumbs_and_curation(api):
     client, auth = api
     base = "/v1/galleries/default/library"

@@ -20,8 +20,13 @@ import pytest
 
 import facelab
 from facelab.errors import StoreError
+from facelab.gallery import Gallery
 
 from .conftest import ROOT, lfw_image, run_cli
+from .pg_server import fresh_schema, pg_uri  # noqa: F401  (fixture: the session's throwaway PostgreSQL server)
+
+# the PostgreSQL server wheel asks platformdirs for a runtime dir, which warns when XDG_RUNTIME_DIR is unset
+pytestmark = pytest.mark.filterwarnings("ignore:XDG_RUNTIME_DIR")
 
 TREE = {  # person -> LFW image numbers (symlinked); extra files are added by `tree`
     "Colin_Powell": [1, 2, 3],
@@ -55,27 +60,102 @@ def tree(lfw, tmp_path_factory, no_face_jpg) -> Path:
     return make_tree(lfw, tmp_path_factory.mktemp("tree") / "people", no_face_jpg)
 
 
-@pytest.fixture(scope="module")
-def enrolled(tree, tmp_path_factory):
-    """A gallery enrolled once from `tree` (closed); tests copy it before changing it."""
-    path = tmp_path_factory.mktemp("gal") / "people.db"
-    g = facelab.open_gallery(path)
-    report = g.enrol_folder(tree, progress=False, batch=4)
-    g.close()
-    return path, report
+# -- the backends: every test that asks for `backend` (or a fixture built on it) runs on SQLite and PostgreSQL ------
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def backend(request) -> str:
+    """A store backend. Tests that hold for one backend only pin it:
+    @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)."""
+    return request.param
+
+
+def location_maker(backend: str, request, folder: Path):
+    """name -> a location for a new, empty gallery: a file in `folder`, or a schema of its own on the session's
+    throwaway PostgreSQL server (started only when a PostgreSQL test runs)."""
+    def make(name: str = "gallery") -> str:
+        if backend == "sqlite":
+            return str(folder / f"{name}.db")
+        return fresh_schema(request.getfixturevalue("pg_uri"), name)
+    return make
 
 
 @pytest.fixture
-def gallery(enrolled, tmp_path):
-    path = tmp_path / "copy.db"
-    shutil.copy(enrolled[0], path)
-    g = facelab.open_gallery(path)
+def new_location(backend, request, tmp_path):
+    return location_maker(backend, request, tmp_path)
+
+
+@pytest.fixture
+def store_location(new_location) -> str:
+    """Where a test may create its own gallery, on the backend under test."""
+    return new_location("gallery")
+
+
+@pytest.fixture(scope="module")
+def enrolled(backend, request, tree, tmp_path_factory):
+    """A gallery enrolled once from `tree` (closed); tests copy it before changing it. (location, report); the
+    location of an SQLite gallery is a Path."""
+    location = location_maker(backend, request, tmp_path_factory.mktemp("gal"))("people")
+    g = facelab.open_gallery(location)
+    report = g.enrol_folder(tree, progress=False, batch=4)
+    g.close()
+    return (Path(location) if backend == "sqlite" else location), report
+
+
+# every table of a gallery and its columns, for copying one gallery's rows into another of the same backend
+COPIED_TABLES = {"people": "id, name, created",
+                 "photos": "id, person_id, source, sha256, face_index, n_faces, box, pose, quality, added",
+                 "embeddings": "photo_id, model, vector", "faces": "photo_id, jpeg",
+                 "files": "source, size, mtime, sha256, status, reason, detail, photo_id",
+                 "changes": "seq, op, photo_id"}
+SERIAL_COLUMNS = [("people", "id"), ("photos", "id"), ("changes", "seq")]
+
+
+def copy_rows(src, dst, tables: dict[str, str] = COPIED_TABLES, serials=SERIAL_COLUMNS) -> None:
+    """Copy every row of `tables` (name -> columns) from one open PostgreSQL gallery store into another (ids kept,
+    so the copy starts from the very same state), then move the id sequences past the copied ids."""
+    with dst.write() as cur:
+        for table, columns in tables.items():
+            if not src.table_exists(table):
+                continue
+            read, marks = columns, ", ".join("?" * len(columns.split(",")))
+            if table == "embeddings":
+                read, marks = f"photo_id, model, {src.vector_column}", "?, ?, " + dst.vector_param
+            for row in src.read(f"SELECT {read} FROM {table}"):
+                row = [json.dumps(v) if isinstance(v, (dict, list)) else v for v in row]
+                if table == "embeddings":
+                    row[2] = dst.encode_vector(src.decode_vector(row[2], "copy"))
+                cur.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", row)
+        for table, column in serials:
+            cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                        f"(SELECT COALESCE(MAX({column}), 0) + 1 FROM {table}), false)")
+
+
+def copy_gallery(source: str, location: str) -> None:
+    """A copy of a closed gallery: the file for SQLite; for PostgreSQL, a new schema with the same rows."""
+    if not source.startswith("postgresql://"):
+        shutil.copy(source, location)
+        return
+    src, dst = facelab.open_gallery(source), facelab.open_gallery(location)
+    try:
+        copy_rows(src.store, dst.store)
+    finally:
+        src.close()
+        dst.close()
+
+
+@pytest.fixture
+def gallery(enrolled, new_location):
+    location = new_location("copy")
+    copy_gallery(str(enrolled[0]), location)
+    g = facelab.open_gallery(location)
     yield g
     g.close()
 
 
-def rows(path: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(path)
+def rows(where: Path | Gallery, sql: str) -> list[tuple]:
+    """Rows of a query: on an SQLite file (opened apart, as another process would) or through a gallery's store."""
+    if isinstance(where, Gallery):
+        return where.store.read(sql)
+    conn = sqlite3.connect(where)
     try:
         return conn.execute(sql).fetchall()
     finally:
@@ -134,7 +214,7 @@ def test_choosing_in_a_group_photo_needs_exactly_one_face_above_the_threshold():
     assert "no other photo of A" in choose_face(np.array([one, other]), None, 0.5, "A")[1]
 
 
-def test_gallery_records_people_photos_and_references_files(gallery, tree):
+def test_gallery_records_people_photos_and_references_files(gallery, tree, backend):
     people = {p.name: p.photos for p in gallery.people()}
     assert people == {"Colin_Powell": 3, "Donald_Rumsfeld": 2, "George_W_Bush": 2, "Hugo_Chavez": 1, "Tony_Blair": 3}
     photos = gallery.photos("Colin_Powell")
@@ -144,8 +224,9 @@ def test_gallery_records_people_photos_and_references_files(gallery, tree):
     assert len(d["sha256"]) == 64 and d["box"]["width"] > 40 and d["model"] == "sface" and "yaw" in d["pose"]
     stats = gallery.stats()
     assert stats["photos"] == EXPECTED_ADDED and stats["embeddings"] == {"sface": EXPECTED_ADDED}
-    assert stats["index"] == "exact" and stats["bytes_on_disk"] > 0
-    assert rows(Path(gallery.location), "PRAGMA journal_mode")[0][0] == "wal"
+    assert stats["bytes_on_disk"] > 0 and stats["backend"] == {"sqlite": "sqlite"}.get(backend, "postgresql+pgvector")
+    if backend == "sqlite":
+        assert stats["index"] == "exact" and rows(Path(gallery.location), "PRAGMA journal_mode")[0][0] == "wal"
 
 
 def test_reenrol_reads_only_new_and_changed_files(gallery, tree, lfw):
@@ -219,18 +300,27 @@ def test_lookalike_gives_nearest_person_and_photo_even_for_strangers(gallery, lf
     assert same.person == "Tony_Blair"
 
 
-def test_identify_accepts_a_gallery_path(enrolled, lfw):
+def test_identify_accepts_a_gallery_path_or_url(enrolled, lfw):
     res = facelab.identify(lfw_image(lfw, "Colin_Powell", 6), gallery=str(enrolled[0]))
     assert res[0].best.person == "Colin_Powell"
 
 
 # -- editing ---------------------------------------------------------------------------------------------------
-def test_rename_merge_and_delete_remove_every_trace(gallery, lfw):
-    path = Path(gallery.location)
+def test_rename_merge_and_delete_remove_every_trace(gallery, lfw, backend):
+    from facelab.errors import Conflict, NotFound
+
     gallery.rename_person("Tony_Blair", "Anthony Blair")
     assert gallery.person("Anthony Blair").photos == 3
-    with pytest.raises(StoreError, match="already exists"):
+    version = gallery.store.version()
+    with pytest.raises(Conflict, match="already exists"):
         gallery.rename_person("Anthony Blair", "Colin_Powell")
+    with pytest.raises(NotFound, match="no person named"):
+        gallery.rename_person("Nobody", "Somebody")
+    with pytest.raises(Conflict, match="into itself"):
+        gallery.merge_people("Colin_Powell", "Colin_Powell")
+    with pytest.raises(NotFound, match="no person named"):
+        gallery.merge_people("Nobody", "Colin_Powell")
+    assert gallery.store.version() == version  # refused changes change nothing
     assert gallery.merge_people("Hugo_Chavez", "Donald_Rumsfeld") == 1
     assert gallery.person("Donald_Rumsfeld").photos == 3
     with pytest.raises(StoreError, match="no person named"):
@@ -240,17 +330,21 @@ def test_rename_merge_and_delete_remove_every_trace(gallery, lfw):
     assert gallery.delete_person("Colin_Powell") == 3
     ids = tuple(p.id for p in powell)
     for table, col in (("photos", "id"), ("embeddings", "photo_id"), ("files", "photo_id")):
-        assert rows(path, f"SELECT COUNT(*) FROM {table} WHERE {col} IN {ids}")[0][0] == 0, table
-    assert rows(path, "SELECT COUNT(*) FROM files WHERE source LIKE '%Colin_Powell%'")[0][0] == 0
+        assert rows(gallery, f"SELECT COUNT(*) FROM {table} WHERE {col} IN {ids}")[0][0] == 0, table
+    assert rows(gallery, "SELECT COUNT(*) FROM files WHERE source LIKE '%Colin_Powell%'")[0][0] == 0
+    assert rows(gallery, "SELECT COUNT(*) FROM changes WHERE op = 'del'")[0][0] == 3  # indexes drop them too
     r = gallery.identify(lfw_image(lfw, "Colin_Powell", 6))[0]
     assert all(m.person != "Colin_Powell" for m in r.matches)
     gallery.close()
+    if backend != "sqlite":
+        return
+    path = Path(gallery.location)
     blob = path.read_bytes() + (Path(f"{path}-wal").read_bytes() if Path(f"{path}-wal").exists() else b"")
     assert not any(v.tobytes() in blob for v in vectors)  # secure_delete + checkpoint: the bytes are gone
 
 
-def test_check_of_an_empty_or_one_photo_gallery_finds_nothing(tmp_path, astronaut):
-    g = facelab.open_gallery(tmp_path / "empty.db")
+def test_check_of_an_empty_or_one_photo_gallery_finds_nothing(store_location, astronaut):
+    g = facelab.open_gallery(store_location)
     try:
         assert g.check().clean and g.check().photos_checked == 0
         g.add_photo("Eileen Collins", astronaut)
@@ -293,7 +387,7 @@ def test_check_typical_similarity_is_the_per_person_quantile_of_fitting_photos()
     np.testing.assert_allclose(_typical_similarity(own, member, starts, 0.3), expected)
 
 
-def test_cli_enrol_keeps_faces_on_request_and_points_at_a_misfiled_photo(lfw, tmp_path):
+def test_cli_enrol_keeps_faces_on_request_and_points_at_a_misfiled_photo(lfw, tmp_path, store_location):
     root = tmp_path / "people"
     for person, photos in {"Donald_Rumsfeld": [("Donald_Rumsfeld", 1), ("Donald_Rumsfeld", 2),
                                                ("Serena_Williams", 1)],          # Serena filed under Rumsfeld
@@ -301,7 +395,7 @@ def test_cli_enrol_keeps_faces_on_request_and_points_at_a_misfiled_photo(lfw, tm
         (root / person).mkdir(parents=True)
         for name, n in photos:
             (root / person / f"{name}_{n:04d}.jpg").symlink_to(lfw_image(lfw, name, n))
-    db = tmp_path / "check.db"
+    db = store_location
     r = run_cli("gallery", "enrol", root, "-g", db, "--keep-faces")
     assert r.returncode == 0 and "check: 1 photos look unlike their person's other photos" in r.stdout, r.stderr
     r = run_cli("gallery", "show", "Donald_Rumsfeld", "-g", db, "--save-faces", tmp_path / "crops")
@@ -316,7 +410,7 @@ def test_cli_enrol_keeps_faces_on_request_and_points_at_a_misfiled_photo(lfw, tm
     assert r.returncode == 0 and "nothing found" in r.stdout, r.stderr
 
 
-def test_kept_faces_are_small_crops_that_travel_and_die_with_their_photo(gallery, lfw, tmp_path):
+def test_kept_faces_are_small_crops_that_travel_and_die_with_their_photo(gallery, lfw, tmp_path, new_location):
     import io
 
     from PIL import Image
@@ -331,7 +425,7 @@ def test_kept_faces_are_small_crops_that_travel_and_die_with_their_photo(gallery
     assert len(faces) == 1  # the crop holds the face (with a margin), nothing else
     out = tmp_path / "with_faces.json.gz"
     gallery.export(out)
-    other = facelab.open_gallery(tmp_path / "imported.db")
+    other = facelab.open_gallery(new_location("imported"))
     try:
         other.import_file(out)
         moved = [p for p in other.photos("Colin_Powell") if p.sha256 == rec.sha256]
@@ -340,17 +434,17 @@ def test_kept_faces_are_small_crops_that_travel_and_die_with_their_photo(gallery
         other.close()
     gallery.remove_photo(rec.id)
     assert gallery.face_image(rec.id) is None
-    assert rows(Path(gallery.location), "SELECT COUNT(*) FROM faces")[0][0] == 0
+    assert rows(gallery, "SELECT COUNT(*) FROM faces")[0][0] == 0
 
 
-def test_a_gallery_made_before_faces_were_kept_gets_the_table_on_first_use(enrolled, lfw, tmp_path):
-    path = tmp_path / "old.db"
-    shutil.copy(enrolled[0], path)
-    conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE faces")
-    conn.commit()
-    conn.close()
-    g = facelab.open_gallery(path)
+def test_a_gallery_made_before_faces_were_kept_gets_the_table_on_first_use(enrolled, lfw, new_location):
+    location = new_location("old")
+    copy_gallery(str(enrolled[0]), location)
+    g = facelab.open_gallery(location)
+    with g.store.write() as cur:
+        cur.execute("DROP TABLE faces")
+    g.close()
+    g = facelab.open_gallery(location)
     try:
         assert g.stats()["face_images_kept"] == 0 and g.face_image(1) is None
         g.remove_photo(g.photos("Tony_Blair")[0].id)  # deleting works without the table
@@ -360,11 +454,11 @@ def test_a_gallery_made_before_faces_were_kept_gets_the_table_on_first_use(enrol
         g.close()
 
 
-def test_export_import_round_trip(gallery, tmp_path):
+def test_export_import_round_trip(gallery, tmp_path, new_location):
     out = tmp_path / "people.json.gz"
     n = gallery.export(out)
     assert n == {"people": 5, "photos": EXPECTED_ADDED}
-    other = facelab.open_gallery(tmp_path / "other.db")
+    other = facelab.open_gallery(new_location("other"))
     try:
         assert other.import_file(out)["added"] == EXPECTED_ADDED
         assert other.import_file(out)["skipped_duplicates"] == EXPECTED_ADDED  # idempotent
@@ -374,7 +468,7 @@ def test_export_import_round_trip(gallery, tmp_path):
         assert np.array_equal(a, b)
     finally:
         other.close()
-    wrong = facelab.open_gallery(tmp_path / "dlib.db", model="dlib_resnet")
+    wrong = facelab.open_gallery(new_location("dlib"), model="dlib_resnet")
     try:
         with pytest.raises(StoreError, match="cannot be mixed"):
             wrong.import_file(out)
@@ -456,7 +550,7 @@ def test_hnsw_build_finds_every_stored_vector_as_its_own_best_match():
         hnsw = HnswIndex(128)
         hnsw.add(np.arange(len(data)), data)
         # as the gallery searches: graph candidates re-ranked exactly (a vector the graph cannot reach is missed)
-        ids, sims = hnsw.search(data, 1, exact=lambda i: (i, data[i]))
+        ids, sims = hnsw.search(data, 1, exact=lambda i, data=data: (i, data[i]))
         assert (ids[:, 0] == np.arange(len(data))).all(), f"build {seed}: self-match missed"
         assert np.allclose(sims[:, 0], 1.0, atol=1e-4)
 
@@ -470,6 +564,7 @@ def test_missing_gallery_is_a_clear_error(tmp_path):
     assert not (tmp_path / "absent.db").exists()
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the file itself is under test
 def test_corrupt_or_foreign_files_are_refused_and_left_untouched(tmp_path, enrolled):
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(os.urandom(8192))
@@ -492,6 +587,7 @@ def test_corrupt_or_foreign_files_are_refused_and_left_untouched(tmp_path, enrol
         g.close()
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the file itself is under test
 def test_wrong_model_and_wrong_version_are_refused(enrolled, tmp_path):
     path = tmp_path / "g.db"
     shutil.copy(enrolled[0], path)
@@ -518,6 +614,7 @@ conn.execute("ROLLBACK")
 """
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the file itself is under test
 def test_a_locked_gallery_waits_then_says_locked(enrolled, tmp_path):
     path = tmp_path / "g.db"
     shutil.copy(enrolled[0], path)
@@ -551,32 +648,40 @@ g.close()
 """
 
 
-def test_two_processes_writing_at_once_lose_and_duplicate_nothing(tmp_path):
-    path = tmp_path / "g.db"
-    facelab.open_gallery(path).close()
+def test_two_processes_writing_at_once_lose_and_duplicate_nothing(store_location):
+    facelab.open_gallery(store_location).close()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", ADDER, str(path), who, str(seed)], env=env)
+    procs = [subprocess.Popen([sys.executable, "-c", ADDER, store_location, who, str(seed)], env=env)
              for who, seed in (("a", 1), ("b", 2))]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    assert rows(path, "SELECT COUNT(*) FROM photos")[0][0] == 2 * 40 * 3 + 40
-    assert rows(path, "SELECT COUNT(*) FROM embeddings")[0][0] == 2 * 40 * 3 + 40
-    assert rows(path, "SELECT COUNT(DISTINCT sha256) FROM photos")[0][0] == 2 * 40 * 3 + 40
-    assert rows(path, "SELECT COUNT(*) FROM people")[0][0] == 2 * 40 + 40
+    g = facelab.open_gallery(store_location)
+    try:
+        assert rows(g, "SELECT COUNT(*) FROM photos")[0][0] == 2 * 40 * 3 + 40
+        assert rows(g, "SELECT COUNT(*) FROM embeddings")[0][0] == 2 * 40 * 3 + 40
+        assert rows(g, "SELECT COUNT(DISTINCT sha256) FROM photos")[0][0] == 2 * 40 * 3 + 40
+        assert rows(g, "SELECT COUNT(*) FROM people")[0][0] == 2 * 40 + 40  # no person made for a duplicate
+    finally:
+        g.close()
 
 
-def test_two_enrolments_of_one_tree_at_once_store_each_photo_once(tree, tmp_path):
-    path = tmp_path / "g.db"
+def test_two_enrolments_of_one_tree_at_once_store_each_photo_once(tree, store_location):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "facelab", "gallery", "enrol", str(tree), "-g", str(path), "--batch", "2", "--json"]
-    facelab.open_gallery(path).close()
+    cmd = [sys.executable, "-m", "facelab", "gallery", "enrol", str(tree), "-g", store_location, "--batch", "2",
+           "--json"]
+    facelab.open_gallery(store_location).close()
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     outs = [p.communicate(timeout=180) for p in procs]
     reports = [json.loads(o[0]) for o in outs]
-    assert rows(path, "SELECT COUNT(*) FROM photos")[0][0] == EXPECTED_ADDED
-    assert rows(path, "SELECT COUNT(*) FROM embeddings")[0][0] == EXPECTED_ADDED
-    assert rows(path, "SELECT COUNT(*) FROM files")[0][0] == 17
-    assert rows(path, "SELECT COUNT(*) FROM files WHERE status = 'added' AND photo_id IS NULL")[0][0] == 0
+    g = facelab.open_gallery(store_location)
+    try:
+        assert rows(g, "SELECT COUNT(*) FROM photos")[0][0] == EXPECTED_ADDED
+        assert rows(g, "SELECT COUNT(*) FROM embeddings")[0][0] == EXPECTED_ADDED
+        assert rows(g, "SELECT COUNT(*) FROM files")[0][0] == 17
+        assert rows(g, "SELECT COUNT(*) FROM files WHERE status = 'added' AND photo_id IS NULL")[0][0] == 0
+        assert rows(g, "SELECT COUNT(*) FROM people")[0][0] == len(TREE)
+    finally:
+        g.close()
     assert sum(r["added"] for r in reports) == EXPECTED_ADDED
 
 

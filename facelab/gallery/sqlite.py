@@ -34,20 +34,9 @@ import numpy as np
 
 from ..errors import NotFound, StoreError
 from .index import HNSW_THRESHOLD, ExactIndex, HnswIndex
-from .store import (
-    DEFAULT_MODEL,
-    SCHEMA_VERSION,
-    FileEntry,
-    ModelInfo,
-    NewPhoto,
-    PersonRecord,
-    PhotoRecord,
-    Store,
-    model_info,
-    person_folders,
-    unique_merge_target,
-)
-from .vectors import checked_person_name, checked_vector, stored_vector
+from .sql_store import SqlStore
+from .store import DEFAULT_MODEL, SCHEMA_VERSION, ModelInfo, model_info
+from .vectors import stored_vector
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,7 +75,7 @@ def translate(location: str, exc: sqlite3.Error, timeout: float) -> StoreError:
     return StoreError(f"{location}: gallery error: {msg}")
 
 
-class SqliteStore(Store):
+class SqliteStore(SqlStore):
     def __init__(self, path: str | os.PathLike, model: ModelInfo | None, create: bool = True,
                  timeout: float = 10.0, hnsw_threshold: int = HNSW_THRESHOLD):
         self.path = Path(path)
@@ -189,166 +178,49 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise translate(self.location, exc, self.timeout) from None
 
-    # -- people and photos -------------------------------------------------------------------------------------
-    def _person_id(self, cur: sqlite3.Cursor, name: str, create: bool) -> int | None:
-        row = cur.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-        if row:
-            return row[0]
-        if not create:
-            return None
-        cur.execute("INSERT INTO people (name, created) VALUES (?, ?)", (name, time.time()))
-        return cur.lastrowid
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Cursor]:
+        """A read transaction: every statement in it sees the same state; writers are not blocked (WAL)."""
+        cur = self.conn.cursor()
+        try:
+            cur.execute("BEGIN")
+            yield cur
+            cur.execute("COMMIT")
+        except BaseException as exc:
+            try:
+                cur.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            if isinstance(exc, sqlite3.Error):
+                raise translate(self.location, exc, self.timeout) from None
+            raise
 
-    def add_photos(self, photos: Iterable[NewPhoto], files: Iterable[FileEntry] = ()) -> list[PhotoRecord | str]:
-        photos, files = list(photos), {f.source: f for f in files}
-        out: list[PhotoRecord | str] = []
-        now = time.time()
-        with self.write() as cur:
-            if any(p.face_jpeg for p in photos):
-                cur.execute(FACES_TABLE)  # a gallery made before faces could be kept gets the table now
-            for p in photos:
-                dup = cur.execute("SELECT photos.id, people.name, photos.source FROM photos JOIN people ON "
-                                  "people.id = photos.person_id WHERE sha256 = ?", (p.sha256,)).fetchone()
-                if dup:
-                    out.append(f"duplicate of photo {dup[0]} ({dup[1]})")
-                    if p.source in files:
-                        f = files[p.source]
-                        if dup[2] == p.source:  # this very file, added meanwhile by another process
-                            f.photo_id = dup[0]
-                        else:
-                            f.status, f.reason, f.detail = "skipped", "duplicate", out[-1]
-                    continue
-                vec = checked_vector(p.vector, self.model, f"{self.location}: {p.source or p.person}")
-                checked_person_name(p.person, self.location)
-                pid = self._person_id(cur, p.person, create=True)
-                cur.execute("INSERT INTO photos (person_id, source, sha256, face_index, n_faces, box, pose, "
-                            "quality, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (pid, p.source, p.sha256, p.face_index, p.n_faces, json.dumps(p.box),
-                             json.dumps(p.pose), json.dumps(p.quality), now))
-                photo_id = cur.lastrowid
-                cur.execute("INSERT INTO embeddings VALUES (?, ?, ?)", (photo_id, self.model.name, vec.tobytes()))
-                cur.execute("INSERT INTO changes (op, photo_id) VALUES ('add', ?)", (photo_id,))
-                if p.face_jpeg:
-                    cur.execute("INSERT INTO faces VALUES (?, ?)", (photo_id, p.face_jpeg))
-                out.append(PhotoRecord(photo_id, p.person, p.source, p.sha256, p.face_index, p.n_faces, p.box,
-                                       p.pose, p.quality, now, self.model.name))
-                if p.source in files:
-                    files[p.source].photo_id = photo_id
-            self._write_files(cur, files.values())
-        return out
+    # -- the dialect SqlStore's rules are written in ----------------------------------------------------------------
+    faces_ddl = FACES_TABLE
 
-    def _write_files(self, cur: sqlite3.Cursor, files: Iterable[FileEntry]) -> None:
-        cur.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [(f.source, f.size, f.mtime, f.sha256, f.status, f.reason, f.detail, f.photo_id)
-                         for f in files])
+    def encode_vector(self, vector: np.ndarray) -> bytes:
+        return np.asarray(vector, np.float32).tobytes()
 
-    def record_files(self, files: Iterable[FileEntry]) -> None:
-        files = list(files)
-        if files:
-            with self.write() as cur:
-                self._write_files(cur, files)
+    def decode_vector(self, value: Any, where: str) -> np.ndarray:
+        return stored_vector(value, self.model.dim, where)
 
-    def file_entries(self, sources: list[str]) -> dict[str, FileEntry]:
-        out = {}
-        for i in range(0, len(sources), 500):
-            chunk = sources[i:i + 500]
-            rows = self.read(f"SELECT * FROM files WHERE source IN ({','.join('?' * len(chunk))})", chunk)
-            out.update({r[0]: FileEntry(*r) for r in rows})
-        return out
+    def decode_matrix(self, values: list[Any], ids: np.ndarray) -> np.ndarray:
+        size = 4 * self.model.dim
+        for value, photo_id in zip(values, ids):
+            if value is None or len(value) != size:  # a damaged row: one clear error rather than a reshape crash
+                stored_vector(value, self.model.dim, f"{self.location}: photo {photo_id}")
+        return np.frombuffer(b"".join(values), np.float32).reshape(len(values), self.model.dim)
 
-    def forget_files(self, sources: list[str]) -> None:
-        if sources:
-            with self.write() as cur:
-                cur.executemany("DELETE FROM files WHERE source = ?", [(s,) for s in sources])
+    def table_exists(self, name: str, cur: Any = None) -> bool:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return bool(cur.execute(sql, (name,)).fetchone() if cur is not None else self.read(sql, (name,)))
 
-    def _photo_rows(self, where: str, params: tuple) -> list[PhotoRecord]:
-        rows = self.read("SELECT photos.id, people.name, source, sha256, face_index, n_faces, box, pose, quality, "
-                         "added FROM photos JOIN people ON people.id = photos.person_id " + where, params)
-        return [PhotoRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), json.loads(r[7]),
-                            json.loads(r[8]), r[9], self.model.name) for r in rows]
+    @contextmanager
+    def named_lock(self, name: str) -> Iterator[None]:
+        import fasteners
 
-    def photo(self, photo_id: int) -> PhotoRecord | None:
-        rows = self._photo_rows("WHERE photos.id = ?", (int(photo_id),))
-        return rows[0] if rows else None
-
-    def photos_of(self, name: str) -> list[PhotoRecord]:
-        return self._photo_rows("WHERE people.name = ? ORDER BY photos.id", (name,))
-
-    def photo_by_hash(self, sha256: str) -> PhotoRecord | None:
-        rows = self._photo_rows("WHERE sha256 = ?", (sha256,))
-        return rows[0] if rows else None
-
-    def _delete_photos(self, cur: sqlite3.Cursor, ids: list[int]) -> None:
-        cur.executemany("INSERT INTO changes (op, photo_id) VALUES ('del', ?)", [(i,) for i in ids])
-        cur.executemany("DELETE FROM files WHERE photo_id = ?", [(i,) for i in ids])
-        cur.executemany("DELETE FROM embeddings WHERE photo_id = ?", [(i,) for i in ids])
-        if self._has_faces(cur):
-            cur.executemany("DELETE FROM faces WHERE photo_id = ?", [(i,) for i in ids])
-        cur.executemany("DELETE FROM photos WHERE id = ?", [(i,) for i in ids])
-
-    @staticmethod
-    def _has_faces(cur: sqlite3.Cursor) -> bool:
-        return cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'faces'").fetchone() is not None
-
-    def face_image(self, photo_id: int) -> bytes | None:
-        if not self._has_faces(self.conn.cursor()):
-            return None
-        rows = self.read("SELECT jpeg FROM faces WHERE photo_id = ?", (int(photo_id),))
-        return bytes(rows[0][0]) if rows else None
-
-    def remove_photos(self, photo_ids: list[int]) -> int:
-        with self.write() as cur:
-            ids = [r[0] for r in cur.execute(
-                f"SELECT id FROM photos WHERE id IN ({','.join('?' * len(photo_ids))})", photo_ids).fetchall()]
-            self._delete_photos(cur, ids)
-            cur.execute("DELETE FROM people WHERE id NOT IN (SELECT DISTINCT person_id FROM photos)")
-        return len(ids)
-
-    def people(self) -> list[PersonRecord]:
-        rows = self.read("SELECT people.id, name, COUNT(photos.id), created FROM people LEFT JOIN photos ON "
-                         "photos.person_id = people.id GROUP BY people.id ORDER BY name")
-        return [PersonRecord(*r) for r in rows]
-
-    def person(self, name: str) -> PersonRecord | None:
-        rows = self.read("SELECT people.id, name, COUNT(photos.id), created FROM people LEFT JOIN photos ON "
-                         "photos.person_id = people.id WHERE name = ? GROUP BY people.id", (name,))
-        return PersonRecord(*rows[0]) if rows else None
-
-    def _need(self, cur: sqlite3.Cursor, name: str) -> int:
-        pid = self._person_id(cur, name, create=False)
-        if pid is None:
-            raise NotFound(f"{self.location}: no person named {name!r}")
-        return pid
-
-    def rename_person(self, old: str, new: str) -> None:
-        checked_person_name(new, self.location)
-        with self.write() as cur:
-            pid = self._need(cur, old)
-            if self._person_id(cur, new, create=False) is not None:
-                raise StoreError(f"{self.location}: {new!r} already exists (use merge to combine two people)")
-            cur.execute("UPDATE people SET name = ? WHERE id = ?", (new, pid))
-            cur.execute("INSERT INTO changes (op, photo_id) VALUES ('person', 0)")
-
-    def merge_people(self, src: str, dst: str) -> int:
-        unique_merge_target(src, dst)
-        with self.write() as cur:
-            sid, did = self._need(cur, src), self._need(cur, dst)
-            n = cur.execute("UPDATE photos SET person_id = ? WHERE person_id = ?", (did, sid)).rowcount
-            cur.execute("DELETE FROM people WHERE id = ?", (sid,))
-            cur.execute("INSERT INTO changes (op, photo_id) VALUES ('person', 0)")
-        return n
-
-    def delete_person(self, name: str) -> int:
-        with self.write() as cur:
-            pid = self._need(cur, name)
-            rows = cur.execute("SELECT id, source FROM photos WHERE person_id = ?", (pid,)).fetchall()
-            ids = [r[0] for r in rows]
-            self._delete_photos(cur, ids)
-            cur.execute("DELETE FROM people WHERE id = ?", (pid,))
-            cur.executemany("DELETE FROM files WHERE photo_id IS NULL AND substr(source, 1, ?) = ?",
-                            [(len(f), f) for f in person_folders(name, [r[1] for r in rows])])
-        self.erase_residue()
-        return len(ids)
+        with fasteners.InterProcessLock(f"{self.location}.{name}.lock"):  # a file next to the gallery
+            yield
 
     def erase_residue(self) -> None:
         """Move the (secure-deleted) pages into the main file and empty the WAL, so old copies of deleted rows
@@ -358,58 +230,14 @@ class SqliteStore(Store):
         except sqlite3.Error:
             pass
 
-    # -- vectors -----------------------------------------------------------------------------------------------
-    def vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows = self.read("SELECT photos.id, person_id, vector FROM embeddings JOIN photos ON photos.id = "
-                         "embeddings.photo_id WHERE model = ? ORDER BY photos.id", (self.model.name,))
-        if not rows:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, self.model.dim), np.float32)
-        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        persons = np.fromiter((r[1] for r in rows), np.int64, len(rows))
-        size = 4 * self.model.dim
-        for r in rows:
-            if r[2] is None or len(r[2]) != size:  # a damaged row: one clear error rather than a reshape crash
-                stored_vector(r[2], self.model.dim, f"{self.location}: photo {r[0]}")
-        matrix = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), self.model.dim)
-        return ids, persons, matrix
-
-    def vectors_of(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        out_ids, out_vecs = [], []
-        for i in range(0, len(ids), 500):
-            chunk = [int(x) for x in ids[i:i + 500]]
-            rows = self.read(f"SELECT photo_id, vector FROM embeddings WHERE model = ? AND photo_id IN "
-                             f"({','.join('?' * len(chunk))})", [self.model.name, *chunk])
-            out_ids += [r[0] for r in rows]
-            out_vecs += [stored_vector(r[1], self.model.dim, f"{self.location}: photo {r[0]}") for r in rows]
-        return np.array(out_ids, np.int64), np.array(out_vecs, np.float32).reshape(len(out_ids), self.model.dim)
-
-    def vectors_of_people(self, person_ids: list[int]) -> dict[int, np.ndarray]:
-        out: dict[int, list] = {}
-        for i in range(0, len(person_ids), 500):
-            chunk = [int(x) for x in person_ids[i:i + 500]]
-            rows = self.read(f"SELECT person_id, vector FROM embeddings JOIN photos ON photos.id = "
-                             f"embeddings.photo_id WHERE model = ? AND person_id IN ({','.join('?' * len(chunk))})",
-                             [self.model.name, *chunk])
-            for pid, blob in rows:
-                out.setdefault(pid, []).append(stored_vector(blob, self.model.dim, f"{self.location}: person {pid}"))
-        return {pid: np.stack(v) for pid, v in out.items()}
-
+    # -- vectors: an in-memory index kept in step through the change log -----------------------------------------
     def vector_count(self) -> int:
         return len(self.search_index().index)  # COUNT(*) scans the table: 10+ ms at 100k rows
-
-    def version(self) -> int:
-        return self.change_seq()
-
-    def person_names(self) -> dict[int, str]:
-        return dict(self.read("SELECT id, name FROM people"))
 
     def photo_people(self) -> tuple[np.ndarray, np.ndarray]:
         rows = self.read("SELECT id, person_id FROM photos ORDER BY id")
         arr = np.array(rows, np.int64).reshape(-1, 2)
         return arr[:, 0], arr[:, 1]
-
-    def change_seq(self) -> int:
-        return int(self.read("SELECT COALESCE(MAX(seq), 0) FROM changes")[0][0])
 
     def changes_since(self, seq: int) -> list[tuple[int, str, int]]:
         return self.read("SELECT seq, op, photo_id FROM changes WHERE seq > ? ORDER BY seq", (seq,))
@@ -452,28 +280,16 @@ class SqliteStore(Store):
     def search(self, query: np.ndarray, k: int) -> list[list[tuple[int, int, float]]]:
         return self.search_index().search(query, k)
 
-    def get_meta(self, key: str) -> str | None:
-        row = self.read("SELECT value FROM meta WHERE key = ?", (key,))
-        return row[0][0] if row else None
-
-    def set_meta(self, key: str, value: str) -> None:
-        with self.write() as cur:
-            cur.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        (key, value))
-
     def stats(self) -> dict[str, Any]:
-        n_people = self.read("SELECT COUNT(*) FROM people")[0][0]
-        n_photos = self.read("SELECT COUNT(*) FROM photos")[0][0]
-        n_emb = self.read("SELECT model, COUNT(*) FROM embeddings GROUP BY model")
-        skipped = self.read("SELECT reason, COUNT(*) FROM files WHERE status = 'skipped' GROUP BY reason")
-        kept = self.read("SELECT COUNT(*) FROM faces")[0][0] if self._has_faces(self.conn.cursor()) else 0
+        counts = self.counts()
         size = sum(p.stat().st_size for p in self.files_of(self.path) if p.exists())
         # the index searches actually use (an HNSW graph also serves a gallery that shrank below the threshold)
         index_kind = "hnsw (usearch)" if self.search_index().index.kind == "hnsw" else "exact"
         return {"gallery": self.location, "backend": "sqlite", "schema_version": SCHEMA_VERSION,
-                "model": self.model.to_dict(), "people": n_people, "photos": n_photos,
-                "embeddings": dict(n_emb), "index": index_kind, "face_images_kept": kept,
-                "skipped_files": dict(skipped), "bytes_on_disk": size}
+                "model": self.model.to_dict(), "people": counts["people"], "photos": counts["photos"],
+                "embeddings": counts["embeddings"], "index": index_kind,
+                "face_images_kept": counts["face_images_kept"], "skipped_files": counts["skipped_files"],
+                "bytes_on_disk": size}
 
     def close(self) -> None:
         if self._search is not None:

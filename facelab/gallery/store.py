@@ -144,8 +144,6 @@ def split_model_name(name: str) -> tuple[str, bool]:
     return (name[: -len("+flip")] if flip else name), flip
 
 
-
-
 class Store(ABC):
     """A gallery's storage. Every method that writes runs in one transaction: all of it happens or none."""
 
@@ -258,7 +256,8 @@ class Store(ABC):
             have = ModelInfo(stored["model"], int(stored["dim"]), stored["fingerprint"])
         except (KeyError, TypeError, ValueError):
             raise StoreError(f"{self.location}: gallery metadata is damaged (model, dim or fingerprint missing or "
-                             f"unreadable); restore it from a backup or `gallery export` it with an older copy") from None
+                             f"unreadable); restore it from a backup or `gallery export` it with an older "
+                             f"copy") from None
         if wanted is not None and wanted.name != have.name:
             raise StoreError(f"{self.location}: gallery holds {have.name} embeddings, not {wanted.name}; "
                              f"embeddings of different models cannot be compared (open it with "
@@ -286,7 +285,3 @@ def person_folders(name: str, sources: Iterable[str | None]) -> list[str]:
             folders.add(os.path.join(str(folder), ""))  # sources are this OS's paths, as enrolment wrote them
     return sorted(folders)
 
-
-def unique_merge_target(src: str, dst: str) -> None:
-    if src == dst:
-        raise StoreError(f"cannot merge {src!r} into itself")

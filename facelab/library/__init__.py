@@ -6,20 +6,20 @@
     >>> lib.name("group:3", "Ann")                          # Ann is now a person of the gallery
     >>> lib.photos_with(["Ann", "Bob"], without=["Carl"])
 
-A library is a gallery (one SQLite file; see `store.py` for its tables): named people are the gallery's people,
-so `facelab identify x.jpg -g lib.db` knows them. A person or group is referred to by name or as "group:N".
+A library is a gallery (an SQLite file, or a PostgreSQL URL as for `gallery enrol -g postgresql://...#name`; see
+`store.py` for its tables): named people are the gallery's people, so `facelab identify x.jpg -g lib.db` knows
+them. A person or group is referred to by name or as "group:N".
 """
 from __future__ import annotations
 
 import json
 import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreError
-from ..gallery import Gallery, open_gallery
+from ..errors import NotFound, StoreError
+from ..gallery import Gallery, is_postgres, open_gallery
 from .grouping import grouping_params, regroup
 from .scan import ScanReport, scan_folder
 from .store import FaceRow, LibraryConflict, LibraryNotFound, LibraryTables
@@ -32,9 +32,14 @@ def open_library(location, model: str | None = None, create: bool = True, timeou
     """Open (or create) a library. A new one gets `model` (default sface+flip); an existing one keeps its own and
     opening it with another model is refused."""
     location = str(location)
-    if location.startswith(("postgresql://", "postgres://")):
-        raise StoreError(f"{location}: photo libraries on PostgreSQL are not implemented yet; use an SQLite file "
-                         f"(lib.db)")
+    if is_postgres(location):
+        try:  # an existing gallery keeps its own model
+            return Library(open_gallery(location, model=model, create=False, timeout=timeout))
+        except NotFound:
+            if not create:
+                raise LibraryNotFound(f"{location}: no such library (create one with `facelab library scan PHOTOS "
+                                      f"-l {location}`)") from None
+        return Library(open_gallery(location, model=model or DEFAULT_LIBRARY_MODEL, create=True, timeout=timeout))
     exists = Path(location).exists() and Path(location).stat().st_size > 0
     if not exists and not create:
         raise LibraryNotFound(f"{location}: no such library (create one with `facelab library scan PHOTOS -l "
@@ -73,14 +78,9 @@ class Library:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    @contextmanager
     def _grouping_lock(self):
         """One grouping at a time per library (two scans may run at once; their groupings take turns)."""
-        import fasteners
-
-        lock = fasteners.InterProcessLock(f"{self.location}.grouping.lock")
-        with lock:
-            yield
+        return self.tables.store.named_lock("grouping")
 
     # -- scanning and grouping -------------------------------------------------------------------------------
     def scan(self, root, workers: int = 1, progress: bool = True, retry_skipped: bool = False,
@@ -150,15 +150,15 @@ class Library:
     def _to_person(self, group: int, name: str, faces: list[int] | None = None) -> int:
         tables = self.tables
         with tables.write() as cur:
-            pid = self.gallery.store._person_id(cur, name, create=True)
+            pid = self.tables.store.ensure_person(cur, name)
             ids = faces if faces is not None else [r[0] for r in cur.execute(
                 "SELECT id FROM library_faces WHERE group_id = ?", (group,)).fetchall()]
             if not ids:
                 raise LibraryNotFound(f"{self.location}: no group {group} (it changed meanwhile)")
             for face in ids:
                 tables._make_photo(cur, face, pid)
-            cur.execute("DELETE FROM library_rejects WHERE person_id = ? AND face_id IN (%s)"
-                        % ",".join("?" * len(ids)), (pid, *ids))
+            marks = ",".join("?" * len(ids))
+            cur.execute(f"DELETE FROM library_rejects WHERE person_id = ? AND face_id IN ({marks})", (pid, *ids))
         return len(ids)
 
     def merge(self, src: str, dst: str) -> dict[str, Any]:
@@ -218,10 +218,10 @@ class Library:
                 if face.person == name:
                     raise LibraryConflict(f"face {face.id} is already {name}'s")
                 self.tables._unmake_photo(cur, face.id)
-                pid = self.gallery.store._person_id(cur, name, create=True)
+                pid = self.tables.store.ensure_person(cur, name)
                 self.tables._make_photo(cur, face.id, pid)
                 cur.execute("DELETE FROM library_rejects WHERE face_id = ? AND person_id = ?", (face.id, pid))
-            cur.execute("DELETE FROM people WHERE id NOT IN (SELECT DISTINCT person_id FROM photos)")
+            self.tables.store.delete_empty_people(cur)
         return {"face": face.id, "to": target}
 
     def reject(self, face_id: int) -> dict[str, Any]:
@@ -235,7 +235,7 @@ class Library:
                                   "library_faces.photo_id WHERE library_faces.id = ?", (face.id,)).fetchone()[0]
                 cur.execute("INSERT INTO library_rejects (face_id, person_id) VALUES (?, ?)", (face.id, pid))
                 self.tables._unmake_photo(cur, face.id)
-                cur.execute("DELETE FROM people WHERE id NOT IN (SELECT DISTINCT person_id FROM photos)")
+                self.tables.store.delete_empty_people(cur)
             else:
                 others = [r[0] for r in cur.execute("SELECT id FROM library_faces WHERE group_id = ? AND id != ?",
                                                     (face.group, face.id)).fetchall()]
@@ -252,7 +252,7 @@ class Library:
         else:
             with self.tables.write() as cur:
                 n = cur.execute("DELETE FROM library_faces WHERE group_id = ?", (what,)).rowcount
-            self.gallery.store.erase_residue()
+            self.tables.store.erase_residue()
         return {"forgotten": ref, "faces": n}
 
     # -- listing and search ------------------------------------------------------------------------------------
@@ -260,9 +260,10 @@ class Library:
         """Named people and unnamed groups, each with its face count, photo count and a cover face (the largest
         face); and how many faces are unsorted."""
         t = self.tables
+        size = f"COALESCE({t.store.json_number('lf.quality', 'size')}, 0)"  # the cover is the largest face
         named = t.read("SELECT people.name, COUNT(library_faces.id), COUNT(DISTINCT library_faces.source), "
                        "(SELECT lf.id FROM library_faces lf JOIN photos p ON p.id = lf.photo_id WHERE p.person_id = "
-                       "people.id ORDER BY json_extract(lf.quality, '$.size') DESC LIMIT 1), "
+                       f"people.id ORDER BY {size} DESC, lf.id LIMIT 1), "
                        "(SELECT COUNT(*) FROM photos p WHERE p.person_id = people.id) "
                        "FROM people LEFT JOIN photos ON photos.person_id = people.id LEFT JOIN library_faces ON "
                        "library_faces.photo_id = photos.id GROUP BY people.id ORDER BY people.name")
@@ -270,8 +271,8 @@ class Library:
                                            "gallery_photos": r[4]} for r in named if r[4] >= min_faces]}
         if groups:
             rows = t.read("SELECT group_id, COUNT(*), COUNT(DISTINCT source), (SELECT lf.id FROM library_faces lf "
-                          "WHERE lf.group_id = library_faces.group_id ORDER BY json_extract(lf.quality, '$.size') "
-                          "DESC LIMIT 1) FROM library_faces WHERE group_id IS NOT NULL GROUP BY group_id "
+                          f"WHERE lf.group_id = library_faces.group_id ORDER BY {size} DESC, lf.id LIMIT 1) "
+                          "FROM library_faces WHERE group_id IS NOT NULL GROUP BY group_id "
                           "ORDER BY COUNT(*) DESC, group_id")
             out["groups"] = [{"group": f"{GROUP_PREFIX}{r[0]}", "id": r[0], "faces": r[1], "photos": r[2],
                               "cover_face": r[3]} for r in rows if r[1] >= min_faces]
@@ -301,7 +302,7 @@ class Library:
     def photos_of(self, ref: str) -> list[str]:
         return sorted({f.source for f in self.faces_of(ref)})
 
-    def photos_with(self, with_: list[str], without: list[str] = ()) -> list[str]:
+    def photos_with(self, with_: list[str], without: list[str] | tuple[str, ...] = ()) -> list[str]:
         """Photos (paths) in which every person of `with_` appears and none of `without`."""
         if not with_:
             raise StoreError("name at least one person or group to look for")
@@ -336,7 +337,7 @@ class Library:
         t = self.tables
         files = dict(t.read("SELECT status, COUNT(*) FROM library_files GROUP BY status"))
         skipped = dict(t.read("SELECT reason, COUNT(*) FROM library_files WHERE status = 'skipped' GROUP BY reason"))
-        faces = t.read("SELECT COUNT(*), SUM(photo_id IS NOT NULL), SUM(group_id IS NOT NULL) FROM library_faces")[0]
+        faces = t.read("SELECT COUNT(*), COUNT(photo_id), COUNT(group_id) FROM library_faces")[0]
         return {"library": self.location, "model": self.model.to_dict(), "files": sum(files.values()),
                 "skipped_files": skipped, "faces": faces[0], "named_faces": faces[1] or 0,
                 "grouped_faces": faces[2] or 0,

@@ -1,4 +1,4 @@
-"""The library's tables, inside a gallery's own SQLite database (one store, not two).
+"""The library's tables, inside a gallery's own database, SQLite or PostgreSQL (one store, not two).
 
 A library is a gallery whose photos hold many faces and whose people may be unnamed groups:
 - `library_files`: the scan ledger, one row per file looked at (size, mtime, sha256, how many faces, or why skipped);
@@ -9,14 +9,17 @@ A library is a gallery whose photos hold many faces and whose people may be unna
 - `library_rejects`: "not this person", remembered: a face never goes back to that person (person_id) or into a
   group with that face (other_face).
 
-The tables are created on first use (CREATE TABLE IF NOT EXISTS), so existing galleries open unchanged.
+The tables are created on first use (CREATE TABLE IF NOT EXISTS), so existing galleries open unchanged. The SQL is
+the gallery store's dialect (`gallery.sql_store.SqlStore`): written once with `?` placeholders and SQLite's
+column types, which a PostgreSQL gallery translates (`ddl`, `json_number`, `lock`). Where SQLite relies on its
+one-writer file lock, PostgreSQL takes a transaction-scoped advisory lock (`store.lock`): on a file's path while
+its faces are stored, so two scans at once never store a file twice.
 Deletion follows the gallery's: a named face's row references its gallery photo ON DELETE CASCADE, so deleting
 a person (here or with `gallery delete`) deletes their faces, thumbnails and embeddings everywhere.
 """
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import Conflict, NotFound, StoreError
+from ..gallery.sql_store import SqlStore
+from ..gallery.store import Store
 
 # The library's names for the shared typed errors (kept: callers and tests import them from here).
 LibraryNotFound = NotFound
@@ -87,8 +92,8 @@ class NewFace:
     thumb: bytes | None
 
 
-FACE_COLUMNS = ("library_faces.id, library_faces.source, library_faces.face_index, library_faces.n_faces, library_faces.box, "
-                "library_faces.pose, library_faces.quality, group_id, people.name")
+FACE_COLUMNS = ("library_faces.id, library_faces.source, library_faces.face_index, library_faces.n_faces, "
+                "library_faces.box, library_faces.pose, library_faces.quality, group_id, people.name")
 FACE_JOIN = ("library_faces LEFT JOIN photos ON photos.id = library_faces.photo_id "
              "LEFT JOIN people ON people.id = photos.person_id")
 
@@ -99,20 +104,20 @@ def _face(row: tuple) -> FaceRow:
 
 
 class LibraryTables:
-    """SQL over a SqliteStore's connection; every write is one of its transactions (all or nothing)."""
+    """SQL over a gallery store's connection; every write is one of its transactions (all or nothing)."""
 
-    def __init__(self, store):
-        from ..gallery.sqlite import SqliteStore
-
-        if not isinstance(store, SqliteStore):
-            raise StoreError(f"{store.location}: photo libraries on PostgreSQL are not implemented yet; use an "
-                             f"SQLite file (lib.db)")
-        self.store = store
+    def __init__(self, store: Store):
+        if not isinstance(store, SqlStore):
+            raise StoreError(f"{store.location}: this gallery store cannot hold a photo library")
+        self.store: SqlStore = store
         self.dim = store.model.dim
+        if store.table_exists("library_rejects"):  # made last, in one transaction with the others
+            return  # (PostgreSQL's CREATE INDEX IF NOT EXISTS would lock out writers while it looks)
         with store.write() as cur:
+            store.lock(cur, "library-schema")  # two processes opening a new library create the tables once
             for stmt in SCHEMA.split(";"):
                 if stmt.strip():
-                    cur.execute(stmt)
+                    cur.execute(store.ddl(stmt))
 
     @property
     def location(self) -> str:
@@ -135,6 +140,7 @@ class LibraryTables:
         """Write one file's faces (replacing any earlier ones of that path) and its ledger row, in one
         transaction. Returns "added", or "unchanged" when another scan stored this very version meanwhile."""
         with self.write() as cur:
+            self.store.lock(cur, f"library-file:{source}")  # another scan storing this file waits for us
             have = cur.execute("SELECT size, mtime, sha256 FROM library_files WHERE source = ?",
                                (source,)).fetchone()
             if have and have[0] == size and abs(have[1] - mtime) < 1e-6 and have[2] == sha:
@@ -152,25 +158,28 @@ class LibraryTables:
                              json.dumps(f.landmarks), json.dumps(f.pose), json.dumps(f.quality), f.score,
                              vec.tobytes(), f.thumb, now))
             status, reason, detail = ("skipped", *skip) if skip else ("done", None, None)
-            cur.execute("INSERT OR REPLACE INTO library_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (source, size, mtime, sha, status, reason, detail, len(faces), now))
+            cur.execute("INSERT INTO library_files (source, size, mtime, sha256, status, reason, detail, faces, "
+                        "scanned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET size = "
+                        "excluded.size, mtime = excluded.mtime, sha256 = excluded.sha256, status = excluded.status, "
+                        "reason = excluded.reason, detail = excluded.detail, faces = excluded.faces, scanned = "
+                        "excluded.scanned", (source, size, mtime, sha, status, reason, detail, len(faces), now))
         return "added"
 
     def touch_file(self, source: str, size: int, mtime: float) -> None:
         with self.write() as cur:
             cur.execute("UPDATE library_files SET size = ?, mtime = ? WHERE source = ?", (size, mtime, source))
 
-    def _delete_faces_of(self, cur: sqlite3.Cursor, sources: list[str]) -> int:
+    def _delete_faces_of(self, cur: Any, sources: list[str]) -> int:
         """Delete the faces of these files, with the gallery photos of the named ones (vector index included)."""
         n = 0
         for s in sources:
             photo_ids = [r[0] for r in cur.execute("SELECT photo_id FROM library_faces WHERE source = ? AND "
                                                    "photo_id IS NOT NULL", (s,)).fetchall()]
             if photo_ids:
-                self.store._delete_photos(cur, photo_ids)
+                self.store.delete_photos(cur, photo_ids)
             n += cur.execute("DELETE FROM library_faces WHERE source = ?", (s,)).rowcount
         if n:
-            cur.execute("DELETE FROM people WHERE id NOT IN (SELECT DISTINCT person_id FROM photos)")
+            self.store.delete_empty_people(cur)
         return n
 
     def forget_files(self, sources: list[str]) -> int:
@@ -187,16 +196,15 @@ class LibraryTables:
     def faces_state(self) -> dict[str, np.ndarray]:
         """Every face: id, group (-1 none), person id (-1 none), grouped flag, size (px), vector. Read in chunks
         into preallocated arrays: at a million faces, a list of rows would double the memory."""
-        cur = self.store.conn.cursor()
-        try:
-            cur.execute("BEGIN")  # one read transaction: the count and the rows see the same snapshot
+        size = self.store.json_number("library_faces.quality", "size")
+        with self.store.snapshot() as cur:  # one read transaction: the count and the rows see the same state
             n = int(cur.execute("SELECT COUNT(*) FROM library_faces").fetchone()[0])
             out = {"id": np.empty(n, np.int64), "group": np.empty(n, np.int64), "person": np.empty(n, np.int64),
                    "grouped": np.empty(n, bool), "size": np.empty(n, np.float64),
                    "vector": np.empty((n, self.dim), np.float32)}
-            cur.execute("SELECT library_faces.id, COALESCE(group_id, -1), COALESCE(photos.person_id, -1), grouped, "
-                        "COALESCE(json_extract(library_faces.quality, '$.size'), 0), vector FROM library_faces "
-                        "LEFT JOIN photos ON photos.id = library_faces.photo_id ORDER BY library_faces.id")
+            cur.execute(f"SELECT library_faces.id, COALESCE(group_id, -1), COALESCE(photos.person_id, -1), grouped, "
+                        f"COALESCE({size}, 0), vector FROM library_faces "
+                        f"LEFT JOIN photos ON photos.id = library_faces.photo_id ORDER BY library_faces.id")
             at = 0
             while True:
                 rows = cur.fetchmany(20_000)
@@ -210,26 +218,17 @@ class LibraryTables:
                 out["size"][at:end] = [r[4] for r in rows]
                 out["vector"][at:end] = np.frombuffer(b"".join(r[5] for r in rows), np.float32).reshape(-1, self.dim)
                 at = end
-            cur.execute("COMMIT")
-        except sqlite3.Error as exc:
-            try:
-                cur.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            from ..gallery.sqlite import translate
-
-            raise translate(self.location, exc, self.store.timeout) from None
         return out
 
     def gallery_photos_without_faces(self) -> tuple[np.ndarray, np.ndarray]:
         """Person ids and vectors of gallery photos that are not library faces (people enrolled by folder)."""
-        rows = self.read("SELECT photos.person_id, vector FROM photos JOIN embeddings ON embeddings.photo_id = "
-                         "photos.id WHERE photos.id NOT IN (SELECT photo_id FROM library_faces WHERE photo_id IS "
-                         "NOT NULL)")
+        rows = self.read(f"SELECT photos.id, photos.person_id, embeddings.{self.store.vector_column} FROM photos "
+                         "JOIN embeddings ON embeddings.photo_id = photos.id WHERE photos.id NOT IN (SELECT photo_id "
+                         "FROM library_faces WHERE photo_id IS NOT NULL) ORDER BY photos.id")
         n = len(rows)
-        return (np.fromiter((r[0] for r in rows), np.int64, n),
-                np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(n, self.dim) if n else
-                np.zeros((0, self.dim), np.float32))
+        ids = np.fromiter((r[0] for r in rows), np.int64, n)
+        return (np.fromiter((r[1] for r in rows), np.int64, n),
+                self.store.decode_matrix([r[2] for r in rows], ids) if n else np.zeros((0, self.dim), np.float32))
 
     def rejects(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """("not this person") (face, person id) pairs and (face, other face) pairs."""
@@ -260,30 +259,27 @@ class LibraryTables:
             cur.executemany("UPDATE library_faces SET grouped = 1 WHERE id = ?", [(f,) for f in considered])
         return moved, named
 
-    def _make_photo(self, cur: sqlite3.Cursor, face: int, person_id: int) -> int:
+    def _make_photo(self, cur: Any, face: int, person_id: int) -> int:
         """Make a library face a photo of a named person (gallery tables + the vector index's change log)."""
         src, sha, idx, n, box, pose, quality, vector = cur.execute(
             "SELECT source, sha256, face_index, n_faces, box, pose, quality, vector FROM library_faces WHERE id = ?",
             (face,)).fetchone()
-        cur.execute("INSERT INTO photos (person_id, source, sha256, face_index, n_faces, box, pose, quality, added) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    # a photo's sha256 is unique in a gallery; a group photo holds several faces, so the face's
-                    # record carries the file's hash and the face's number
-                    (person_id, src, f"{sha}#face{idx}", idx, n, box, pose, quality, time.time()))
-        photo_id = cur.lastrowid
-        cur.execute("INSERT INTO embeddings VALUES (?, ?, ?)", (photo_id, self.store.model.name, vector))
-        cur.execute("INSERT INTO changes (op, photo_id) VALUES ('add', ?)", (photo_id,))
+        # a photo's sha256 is unique in a gallery; a group photo holds several faces, so the face's record carries
+        # the file's hash and the face's number
+        photo_id = self.store.insert_photo(cur, person_id, src, f"{sha}#face{idx}", idx, n, box, pose, quality,
+                                           time.time(),
+                                           self.store.encode_vector(np.frombuffer(bytes(vector), np.float32)))
         cur.execute("UPDATE library_faces SET photo_id = ?, group_id = NULL, grouped = 1 WHERE id = ?",
                     (photo_id, face))
         return photo_id
 
-    def _unmake_photo(self, cur: sqlite3.Cursor, face: int) -> None:
+    def _unmake_photo(self, cur: Any, face: int) -> None:
         """Take a face away from its named person (its library row stays; its gallery photo goes)."""
         photo_id = cur.execute("SELECT photo_id FROM library_faces WHERE id = ?", (face,)).fetchone()[0]
         if photo_id is None:
             return
         cur.execute("UPDATE library_faces SET photo_id = NULL WHERE id = ?", (face,))
-        self.store._delete_photos(cur, [photo_id])
+        self.store.delete_photos(cur, [photo_id])
 
     # -- listing ---------------------------------------------------------------------------------------------
     def face(self, face_id: int) -> FaceRow | None:

@@ -100,10 +100,10 @@ def map_photos(items: Sequence[Any], fn: Callable[[Any], Any], *, setup: Callabl
     rows = [{"index": i, "item": pickle.dumps(item)} for i, item in enumerate(items)]
     # blocks of ~32 items: a lost worker costs at most its block again, and every actor has work queued
     blocks = min(len(rows), max(4 * workers, len(rows) // BLOCK_ITEMS))
-    ds = ray.data.from_items(rows, override_num_blocks=blocks)
+    source = ray.data.from_items(rows, override_num_blocks=blocks)
     # Ray Data's actors default to max_restarts=-1, max_task_retries=-1: a killed worker is replaced and its
     # batch is run again
-    ds = ds.map_batches(_worker_class(fn, setup, cpus_per_worker), batch_size=batch_size,
+    ds = source.map_batches(_worker_class(fn, setup, cpus_per_worker), batch_size=batch_size,
                         compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
                         batch_format="numpy")
     # Results arrive as actors finish them; they are handed out in the order of `items` (a few wait here for an

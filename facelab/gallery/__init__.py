@@ -61,9 +61,9 @@ class Gallery:
     def __init__(self, store: Store):
         self.store = store
         self._templates: dict[int, np.ndarray] = {}
-        self._templates_version = None
+        self._templates_version: int | None = None
         self._names: dict[int, str] | None = None
-        self._names_version = None
+        self._names_version: int | None = None
 
     # -- basics ------------------------------------------------------------------------------------------------
     @property
@@ -163,10 +163,10 @@ class Gallery:
         imports. Each needs a distinct content hash; by default one is derived from the vector."""
         vectors = np.asarray(vectors, np.float32)
         vectors = vectors.reshape(1, -1) if vectors.ndim == 1 else vectors  # the store checks each one's size
-        sources = sources or [None] * len(vectors)
+        where: list[str | None] = list(sources) if sources else [None] * len(vectors)
         hashes = hashes or [hashlib.sha256(v.tobytes()).hexdigest() for v in vectors]
         return self.store.add_photos([NewPhoto(person, s, h, 0, 1, {}, None, None, v)
-                                      for v, s, h in zip(vectors, sources, hashes)])
+                                      for v, s, h in zip(vectors, where, hashes)])
 
     def face_image(self, photo_id: int) -> bytes | None:
         """The JPEG crop of a photo's face, if the gallery keeps faces (enrolled with keep_faces), else None."""
@@ -266,7 +266,8 @@ class Gallery:
                 t, fpir, source = calibrated
                 return t, None, f"open-set, FPIR {fpir:g} on {source}"
         point = operating_point(self.model.name, None, far)
-        return point.threshold, point.far, f"1:1, FAR {far_text(point.far)} on {point.source}"
+        far_said = far_text(point.far) if point.far is not None else "unknown"  # a table row always has its FAR
+        return point.threshold, point.far, f"1:1, FAR {far_said} on {point.source}"
 
     def calibrate(self, fpir: float = 0.01, scoring: str = DEFAULT_SCORING, dry_run: bool = False):
         """Measure the "unknown" threshold on this gallery (each person plays a stranger in turn) and keep it in

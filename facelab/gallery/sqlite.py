@@ -232,7 +232,7 @@ class SqliteStore(SqlStore):
 
     # -- vectors: an in-memory index kept in step through the change log -----------------------------------------
     def vector_count(self) -> int:
-        return len(self.search_index().index)  # COUNT(*) scans the table: 10+ ms at 100k rows
+        return len(self.search_index().built)  # COUNT(*) scans the table: 10+ ms at 100k rows
 
     def photo_people(self) -> tuple[np.ndarray, np.ndarray]:
         rows = self.read("SELECT id, person_id FROM photos ORDER BY id")
@@ -284,7 +284,7 @@ class SqliteStore(SqlStore):
         counts = self.counts()
         size = sum(p.stat().st_size for p in self.files_of(self.path) if p.exists())
         # the index searches actually use (an HNSW graph also serves a gallery that shrank below the threshold)
-        index_kind = "hnsw (usearch)" if self.search_index().index.kind == "hnsw" else "exact"
+        index_kind = "hnsw (usearch)" if self.search_index().built.kind == "hnsw" else "exact"
         return {"gallery": self.location, "backend": "sqlite", "schema_version": SCHEMA_VERSION,
                 "model": self.model.to_dict(), "people": counts["people"], "photos": counts["photos"],
                 "embeddings": counts["embeddings"], "index": index_kind,
@@ -400,7 +400,7 @@ class _VectorSearch:
             if self.index is None:
                 self._rebuild()
         self._apply_changes(latest)
-        if loaded and len(self.index) != self.store.embedding_count():
+        if loaded and len(self.built) != self.store.embedding_count():
             # the saved graph, brought up to date, still disagrees with the database: do not trust it
             self.index, self.seq = None, -1
             self._discard_file()
@@ -411,17 +411,24 @@ class _VectorSearch:
             self.names = self.store.person_names()
             self._mapped_seq = latest
 
+    @property
+    def built(self) -> ExactIndex | HnswIndex:
+        """The index, once sync() has loaded or built it (it always does before anything searches)."""
+        if self.index is None:
+            raise StoreError(f"{self.store.location}: the vector index was used before it was built")
+        return self.index
+
     def _apply_changes(self, latest: int) -> None:
         if latest != self.seq:
             changes = self.store.changes_since(self.seq)
             added = {pid for _, op, pid in changes if op == "add"}
             removed = {pid for _, op, pid in changes if op == "del"}
             if removed:
-                self.index.remove(sorted(removed))
+                self.built.remove(sorted(removed))
             fresh = sorted(added - removed)
             if fresh:
                 ids, vecs = self.store.vectors_of(fresh)
-                self.index.add(ids, vecs)
+                self.built.add(ids, vecs)
             self.seq = max([c[0] for c in changes] + [self.seq])
             self.dirty = self.dirty or bool(added or removed)
             if isinstance(self.index, ExactIndex) and len(self.index) >= self.store.hnsw_threshold:
@@ -437,7 +444,7 @@ class _VectorSearch:
 
     def search(self, query: np.ndarray, k: int) -> list[list[tuple[int, int, float]]]:
         # an HNSW graph proposes candidates, the stored float32 vectors decide (exact search ignores the source)
-        ids, sims = self.index.search(query, k, exact=self.store.vectors_of)
+        ids, sims = self.built.search(query, k, exact=self.store.vectors_of)
         out = []
         for row_ids, row_sims in zip(ids, sims):
             persons = self.person_of(row_ids)

@@ -17,12 +17,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import FacelabError
 from ..gallery.enrol import IMAGE_SUFFIXES
 from ..gallery.store import file_sha256, split_model_name
 from .store import NewFace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..pipeline import FaceAnalysis
 
 THUMB_SIDE = 112  # px, longer side of a face thumbnail
 
@@ -83,7 +86,7 @@ def walk_images(root: Path) -> list[Path]:
 
 
 # -- the per-file work (parent, worker processes or Ray actors) -------------------------------------------------
-_analysis = None
+_analysis: FaceAnalysis | None = None  # one per process: _init_worker makes it
 
 
 def _init_worker(model: str) -> None:
@@ -106,11 +109,14 @@ def analyse_file(job: tuple[str, str]) -> dict[str, Any]:
         return {"skip": ("unreadable", str(err))}
     except Exception as err:  # a decoder crash on a damaged file
         return {"skip": ("unreadable", f"{source}: {err}")}
+    analysis = _analysis
+    if analysis is None:
+        raise RuntimeError("analyse_file runs after _init_worker (in this process, a worker or a Ray actor)")
     try:
-        faces = _analysis.detect_rgb(rgb)
+        faces = analysis.detect_rgb(rgb)
         if not faces:
             return {"skip": ("no face", "no face found")}
-        _analysis.embed_faces(rgb, faces)
+        analysis.embed_faces(rgb, faces)
     except FacelabError as err:
         return {"skip": ("failed", str(err))}
     out = []
@@ -120,6 +126,8 @@ def analyse_file(job: tuple[str, str]) -> dict[str, Any]:
             thumb = face_jpeg(rgb, d["box"], max_side=THUMB_SIDE, quality=85)
         except FacelabError:
             thumb = None
+        if f.embedding is None:  # embed_faces embeds every face it is given
+            return {"skip": ("failed", f"{source}: face {f.index} was not embedded")}
         out.append(NewFace(source, sha, f.index, len(faces), d["box"], d.get("landmarks"), d.get("pose"),
                            d.get("quality"), float(f.score), f.embedding, thumb))
     return {"faces": out}

@@ -85,6 +85,8 @@ class Library:
     # -- scanning and grouping -------------------------------------------------------------------------------
     def scan(self, root, workers: int = 1, progress: bool = True, retry_skipped: bool = False,
              group: bool = True) -> ScanReport:
+        if group:
+            grouping_params(self.model.name)  # a model without a measured grouping threshold: refused before scanning
         report = scan_folder(self, root, workers=workers, progress=progress, retry_skipped=retry_skipped)
         if group:
             t0 = time.perf_counter()

@@ -38,7 +38,8 @@ def fine_cells(vectors: np.ndarray, coarse_home: np.ndarray, per_cell: int = FAC
     x = np.asarray(vectors, np.float32)
     order = np.argsort(coarse_home, kind="stable")
     bounds = np.flatnonzero(np.diff(coarse_home[order])) + 1
-    centres, home = [], np.empty(len(x), np.int64)
+    centres: list[np.ndarray] = []
+    home = np.empty(len(x), np.int64)
     for rows in np.split(order, bounds):
         if not len(rows):
             continue

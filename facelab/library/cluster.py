@@ -143,9 +143,9 @@ def ivf_edges(vectors: np.ndarray, threshold: float, k: int, cells: int | None =
     q_sorted, q_bounds = q_of[order], np.searchsorted(c_of[order], np.arange(cells + 1))
     del q_of, c_of, order, probe
     rows, cols, sims_out = [], [], []
-    for c in range(cells):
-        m = members[bounds[c]:bounds[c + 1]]
-        q = q_sorted[q_bounds[c]:q_bounds[c + 1]]
+    for cell in range(cells):
+        m = members[bounds[cell]:bounds[cell + 1]]
+        q = q_sorted[q_bounds[cell]:q_bounds[cell + 1]]
         if not len(m) or not len(q):
             continue
         block = x[q] @ x[m].T

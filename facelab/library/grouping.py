@@ -179,7 +179,6 @@ def _regroup_near(tables, params: ClusterParams, centres: np.ndarray, faces: int
     them (with their groups and people), and the unsorted ones among those."""
     t0 = time.perf_counter()
     steps: dict[str, float] = {}
-
     mark = [t0]
 
     def lap(name: str) -> None:  # seconds per step, for the benchmark

@@ -2,8 +2,9 @@
 
 Data: out/lfw_cache/all_images.npz (benchmarks/lfw_all_images.py: one vector per LFW image with a detected face;
 LFW's names are the truth; 4,281+ people, most with one or two photos).
-Vectors: "sface+flip" (the unit mean of sface and its mirror), the library's default, and "fused+flip"
-(FusedEmbedder.combine of those and dlib).
+Vectors: "sface+flip" (the unit mean of sface and its mirror), the library's default, "sface", "fused+flip" and
+"fused" (FusedEmbedder.combine of those and dlib), "dlib_resnet" and "dlib_resnet+flip": every model a library can
+be made with gets its threshold here (facelab/models/grouping.json); a library of any other model is refused.
 
 Thresholds are chosen on half of the people (a fixed split by a hash of the name: "dev"), and reported on the
 other half ("test") and on everyone; never on the figure reported. Scores: pairwise precision / recall / F
@@ -165,7 +166,7 @@ def main() -> None:
            "split": "people by sha256(name)[0] % 2 (0 = dev)", "published": PUBLISHED, "results": [],
            "vectors_file": args.vectors}
 
-    def report(name, vectors_name, x, run, grid, chosen_by="dev"):
+    def report(name, vectors_name, x, run, grid, chosen_by="dev", fixed="fixed (reference defaults)"):
         if grid is None:
             value, tried = None, []
         else:
@@ -174,19 +175,24 @@ def main() -> None:
         test = scores(run(x[~dev], *args), person[~dev])
         labels, secs = timed(run, x, *args)
         full = scores(labels, person)
-        row = {"method": name, "vectors": vectors_name, "parameter": value, "chosen_on": chosen_by if grid is not None else
-               "fixed (reference defaults)", "test_half": test, "all": full, "seconds_all": round(secs, 2),
-               "dev_grid": tried}
+        row = {"method": name, "vectors": vectors_name, "parameter": value,
+               "chosen_on": chosen_by if grid is not None else fixed, "test_half": test,
+               "all": full, "seconds_all": round(secs, 2), "dev_grid": tried}
         out["results"].append(row)
         print(f"{name:32s} {vectors_name:10s} param={value} test F={test['pairwise_f']:.4f} "
               f"B3={test['bcubed_f']:.4f} | all F={full['pairwise_f']:.4f} P={full['pairwise_precision']:.4f} "
               f"R={full['pairwise_recall']:.4f} B3={full['bcubed_f']:.4f} groups={full['groups']} "
               f"({secs:.1f} s)", flush=True)
 
+    dlib_flip = unit(dlib_v + unit(data["dlib_mirror"][found]))
+    fused_plain = FusedEmbedder(flip=False, load_models=False).combine(sface_plain, dlib_v)
     chosen = {}
     for vname, x, grid in (("sface+flip", sface, np.arange(0.36, 0.80, 0.02).round(2)),
                            ("sface", sface_plain, np.arange(0.36, 0.80, 0.02).round(2)),
-                           ("fused+flip", fused, np.arange(0.78, 0.92, 0.01).round(2))):
+                           ("fused+flip", fused, np.arange(0.78, 0.92, 0.01).round(2)),
+                           ("fused", fused_plain, np.arange(0.78, 0.92, 0.01).round(2)),
+                           ("dlib_resnet", dlib_v, np.arange(0.88, 0.98, 0.01).round(2)),
+                           ("dlib_resnet+flip", dlib_flip, np.arange(0.88, 0.98, 0.01).round(2))):
         for method in ("whispers", "components"):
             report(f"knn graph + {METHOD_NAMES[method]}", vname, x, graph_method(method), grid)
             row = out["results"][-1]
@@ -194,6 +200,17 @@ def main() -> None:
             if vname not in chosen or dev_best["pairwise_f"] > chosen[vname]["dev_pairwise_f"]:
                 chosen[vname] = {"threshold": row["parameter"], "method": method,
                                  "dev_pairwise_f": dev_best["pairwise_f"], "dev_bcubed_f": dev_best["bcubed_f"]}
+    # the library's own threshold for a library of this many faces (the size rule; the same as the dev-chosen
+    # one up to the dev half's size)
+    from facelab.library.grouping import grouping_params
+
+    def library_rule(x):
+        return cluster(x, grouping_params("sface+flip", len(x)))
+
+    report("library (sface+flip, size rule)", "sface+flip", sface, library_rule, None,
+           fixed="facelab/models/grouping.json: the dev threshold, raised for libraries bigger than the dev half")
+    out["results"][-1]["thresholds"] = {"test_half": grouping_params("sface+flip", int((~dev).sum())).threshold,
+                                        "all": grouping_params("sface+flip", len(sface)).threshold}
     report("HDBSCAN (sklearn, min_samples=1)", "sface+flip", sface, hdbscan, [2, 3, 5])
     report("DBSCAN, Immich defaults", "sface+flip", sface, lambda x: dbscan(x, 0.5, 3), None)
     report("DBSCAN, Immich defaults", "fused+flip", fused, lambda x: dbscan(x, 0.5, 3), None)
@@ -204,8 +221,16 @@ def main() -> None:
     # the library's settings: per model, the method and threshold best on the dev half (pairwise F)
     if args.no_write:
         return
-    SETTINGS.write_text(json.dumps({"source": "benchmarks/cluster_lfw.py (LFW, dev half of the people)", "k": 20,
-                                    "min_size": 2, "models": chosen}, indent=1) + "\n")
+    # the size rule comes from benchmarks/cluster_scale.py --choose-size-rule: kept as it is
+    old = json.loads(SETTINGS.read_text()) if SETTINGS.exists() else {}
+    for vname, entry in chosen.items():
+        if "per_decade" in old.get("models", {}).get(vname, {}):
+            entry["per_decade"] = old["models"][vname]["per_decade"]
+    settings = {"source": "benchmarks/cluster_lfw.py (LFW, dev half of the people)", "k": 20, "min_size": 2,
+                "models": chosen}
+    if "size_rule" in old:
+        settings["size_rule"] = old["size_rule"]
+    SETTINGS.write_text(json.dumps(settings, indent=1) + "\n")
     print(f"wrote {SETTINGS}: {chosen}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=1))

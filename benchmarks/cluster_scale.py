@@ -4,14 +4,17 @@ Synthetic identities as in benchmarks/search_scale.py: people's centres drawn fr
 covariance, photos = centre + LFW's within-person covariance, unit length; fitted on every LFW image's
 sface+flip vector (out/lfw_cache/all_images.npz), the library's default model.
 
-Measured:
+Measured (the threshold rises with the library's size: facelab/models/grouping.json's size rule, chosen with
+--choose-size-rule on draws of seed 11; the reported draws are seed 0):
 1. full grouping (`library cluster --full`) of N faces already in a library database: seconds, peak memory of the
    process (ru_maxrss), pairwise / BCubed scores against the synthetic identities;
 2. incremental: the 50 biggest groups are named, then 1,000 new faces (new photos of existing people and a few
    new people) are added and sorted (`library cluster`, what every scan runs): seconds, and whether every named
-   person kept every face they had.
+   person kept every face they had, and how many faces it read (a big library's incremental run reads only the
+   k-means cells near the new faces: facelab/library/cells.py).
 
     .venv/bin/python benchmarks/cluster_scale.py --size 100000   # writes benchmarks/results/cluster_scale_100000.json
+    .venv/bin/python benchmarks/cluster_scale.py --choose-size-rule 100000 1000000   # development (seed 11)
 """
 from __future__ import annotations
 
@@ -36,6 +39,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from cluster_lfw import scores, unit  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+SETTINGS = ROOT / "facelab" / "models" / "grouping.json"
+MODEL = "sface+flip"  # the library's default, whose LFW covariances the synthetic faces copy
 
 
 def maxrss_mb() -> float:
@@ -69,7 +74,7 @@ def ivf_recall(x: np.ndarray, lib, sample: int = 2000) -> dict:
     from facelab.library.cluster import ivf_edges, neighbour_edges
     from facelab.library.grouping import grouping_params
 
-    params = grouping_params(lib.model.name)
+    params = grouping_params(lib.model.name, len(x))  # the threshold the library uses at this size
     rows = np.random.default_rng(1).choice(len(x), sample, replace=False)
     r, c, _ = neighbour_edges(x[rows], params.threshold, params.k + 1, others=x, exclude_self=False)
     exact = {(int(rows[i]), int(j)) for i, j in zip(r, c) if rows[i] != j}
@@ -86,6 +91,45 @@ def labels_by_face(lib) -> dict[int, int]:
     return {r[0]: (2 * r[2] if r[2] >= 0 else (2 * r[1] + 1 if r[1] >= 0 else -1)) for r in rows}
 
 
+def plateau(x: np.ndarray, person: np.ndarray, grid: list[float], k: int = 20) -> dict:
+    """Chinese whispers over the k-NN graph at each threshold of `grid` (edges found once, at the lowest): the
+    scores, and the lowest threshold whose pairwise F is within 0.001 of the grid's best (higher ones only trade
+    recall, which synthetic faces hardly show, for nothing)."""
+    from facelab.library.cluster import chinese_whispers, drop_small, graph_edges
+
+    r, c, s = graph_edges(x, min(grid), 2 * k)
+    tried = []
+    for t in grid:
+        m = s >= t
+        rr, cc, ss = r[m], c[m], s[m]
+        keep = (np.arange(len(rr)) - np.searchsorted(rr, rr, side="left")) < k  # rows stay sorted by similarity
+        labels = drop_small(chinese_whispers(len(x), rr[keep], cc[keep], ss[keep]), 2)
+        tried.append({"threshold": t, **scores(labels, person)})
+        print(f"  {len(x)} faces, threshold {t}: {tried[-1]}", flush=True)
+    best = max(t["pairwise_f"] for t in tried)
+    return {"faces": len(x), "plateau_threshold": min(t["threshold"] for t in tried if t["pairwise_f"] >= best - 0.001),
+            "grid": tried}
+
+
+def choose_size_rule(model, search_scale, sizes: list[int], seed: int) -> dict:
+    """The threshold's rise per tenfold growth of the library, chosen on synthetic draws of seed `seed` (not the
+    reported seed 0): the smallest (in steps of 0.005) that reaches each size's plateau from the LFW-chosen
+    threshold at the size it was chosen at (the dev half of LFW)."""
+    settings = json.loads(SETTINGS.read_text())
+    base = float(settings["models"][MODEL]["threshold"])
+    ref_faces = int(json.loads((RESULTS / "cluster_lfw.json").read_text())["dev_faces"])
+    grid = [round(base + 0.01 * i, 2) for i in range(0, 11, 2)]
+    rows = []
+    for n in sizes:
+        x, person, _ = search_scale.synthesize(n, model, np.random.default_rng(seed), 5.0)
+        rows.append(plateau(x, person, grid))
+        del x
+    need = [(r["plateau_threshold"] - base) / np.log10(r["faces"] / ref_faces) for r in rows]
+    per_decade = float(np.ceil(max(need) / 0.005 - 1e-9) * 0.005)
+    return {"model": MODEL, "seed": seed, "base_threshold": base, "ref_faces": ref_faces,
+            "per_decade": round(per_decade, 3), "sizes": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=100_000)
@@ -93,12 +137,29 @@ def main() -> None:
     ap.add_argument("--new", type=int, default=1000)
     ap.add_argument("--vectors", default=None, help="the all-images cache (default: out/lfw_cache/all_images.npz)")
     ap.add_argument("--no-write", action="store_true", help="print only (a trial run)")
+    ap.add_argument("--choose-size-rule", nargs="*", type=int, metavar="SIZE",
+                    help="development: choose the threshold's rise with library size on synthetic draws of these "
+                         "sizes (seed --seed, default 11) and write it to facelab/models/grouping.json")
+    ap.add_argument("--seed", type=int, default=None, help="synthetic draw (reported: 0; development: 11)")
     args = ap.parse_args()
     from facelab.library import open_library
 
     model, search_scale = face_model(args.vectors)
     search_scale.DIM = 128
-    rng = np.random.default_rng(0)
+    if args.choose_size_rule is not None:
+        rule = choose_size_rule(model, search_scale, args.choose_size_rule or [100_000, 1_000_000],
+                                11 if args.seed is None else args.seed)
+        print(f"size rule: +{rule['per_decade']} per tenfold growth past {rule['ref_faces']} faces", flush=True)
+        if not args.no_write:
+            (RESULTS / "cluster_size_rule.json").write_text(json.dumps(rule, indent=1))
+            settings = json.loads(SETTINGS.read_text())
+            settings["size_rule"] = {"ref_faces": rule["ref_faces"], "source": "benchmarks/cluster_scale.py "
+                                     "--choose-size-rule (synthetic draws, seed 11; results/cluster_size_rule.json)"}
+            settings["models"][MODEL]["per_decade"] = rule["per_decade"]
+            SETTINGS.write_text(json.dumps(settings, indent=1) + "\n")
+            print(f"wrote {SETTINGS}")
+        return
+    rng = np.random.default_rng(0 if args.seed is None else args.seed)
     x, person, centres = search_scale.synthesize(args.size, model, rng, args.photos_per_person)
     base_rss = maxrss_mb()
     out = {"faces": args.size, "people": int(len(np.unique(person))), "machine_cores": os.cpu_count(),

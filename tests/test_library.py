@@ -515,3 +515,158 @@ def test_people_view_names_merges_and_moves_with_the_mouse(people_page):
     page.locator("#people-faces li.lib-face").nth(0).drag_to(target)
     wait_until(page, lambda: page.get_attribute("#people-faces", "data-count") == str(n_ann - 1),
                what="the face moved out of Ann")
+
+
+# -- grouping at scale: the threshold's size rule, the cells of incremental grouping, other models (issue 15) --------
+ALL_IMAGES = ROOT / "out" / "lfw_cache" / "all_images.npz"
+LIBRARY_MODELS = ("sface+flip", "sface", "fused+flip", "fused", "dlib_resnet", "dlib_resnet+flip")
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def lfw_vectors() -> tuple[np.ndarray, np.ndarray]:
+    """Every LFW image's sface+flip vector and person (benchmarks/lfw_all_images.py's cache)."""
+    if not ALL_IMAGES.exists():
+        pytest.skip(f"{ALL_IMAGES} not found (benchmarks/lfw_all_images.py makes it); data-dependent test skipped")
+    data = np.load(ALL_IMAGES)
+    found = data["found"].astype(bool)
+    return _unit(_unit(data["sface"][found]) + _unit(data["sface_mirror"][found])), data["person"][found]
+
+
+def _insert_faces(lib, vectors: np.ndarray, start: int) -> list[int]:
+    """Faces straight into the library's table, as a scan stores them (without images)."""
+    with lib.tables.write() as cur:
+        for i, v in enumerate(vectors):
+            cur.execute("INSERT INTO library_faces (source, sha256, face_index, n_faces, box, quality, score, vector, "
+                        "added) VALUES (?, ?, 0, 1, '{}', '{\"size\": 100}', 1.0, ?, 0)",
+                        (f"/lfw/{start + i}.jpg", f"{start + i:064x}", v.tobytes()))
+        marks = ",".join("?" * len(vectors))
+        return [r[0] for r in cur.execute(f"SELECT id FROM library_faces WHERE source IN ({marks}) ORDER BY id",
+                                          [f"/lfw/{start + i}.jpg" for i in range(len(vectors))]).fetchall()]
+
+
+def test_grouping_threshold_rises_with_library_size_and_never_falls():
+    from facelab.library.grouping import grouping_params
+
+    base = grouping_params("sface+flip")
+    assert base.ref_faces > 0 and base.per_decade > 0  # measured: benchmarks/cluster_scale.py --choose-size-rule
+    assert grouping_params("sface+flip", base.ref_faces // 10).threshold == base.threshold
+    assert grouping_params("sface+flip", base.ref_faces).threshold == base.threshold
+    t10, t100 = (grouping_params("sface+flip", base.ref_faces * m).threshold for m in (10, 100))
+    assert t10 == pytest.approx(base.threshold + base.per_decade, abs=1e-3)
+    assert t100 == pytest.approx(base.threshold + 2 * base.per_decade, abs=1e-3)
+
+
+def test_every_library_model_has_a_grouping_threshold_and_another_model_is_refused(photos, tmp_path):
+    from facelab.errors import ModelError
+    from facelab.library.grouping import grouping_params
+
+    for model in LIBRARY_MODELS:
+        assert 0 < grouping_params(model).threshold < 1
+    lib = open_library(tmp_path / "lib.db", model="sface/bgr")  # a model no grouping was measured with
+    try:
+        with pytest.raises(ModelError, match="no grouping threshold measured for model 'sface/bgr'"):
+            lib.scan(photos, progress=False)
+        assert lib.tables.read("SELECT COUNT(*) FROM library_files")[0][0] == 0  # refused before reading a photo
+        with pytest.raises(ModelError):
+            lib.group()
+    finally:
+        lib.close()
+    res = run_cli("library", "scan", str(photos), "-l", str(tmp_path / "lib.db"), "--no-progress")
+    assert res.returncode == 5 and "no grouping threshold" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_incremental_grouping_of_a_big_library_reads_only_the_cells_near_new_faces(lfw_vectors, tmp_path,
+                                                                                   monkeypatch):
+    from facelab.library import cells, grouping
+    from facelab.library import cluster as cluster_module
+
+    # "big" from 1,000 faces: the path a million-face library takes (k-means cells, neighbours from them)
+    monkeypatch.setattr(grouping, "EXACT_LIMIT", 1000)
+    monkeypatch.setattr(cluster_module, "EXACT_LIMIT", 1000)
+    x, person = lfw_vectors
+    names, counts = np.unique(person, return_counts=True)
+    monkeypatch.setattr(cells, "FACES_PER_CELL", 16)  # as many cells per new face as 1,000 new in a million
+    many = names[counts >= 4][:300]       # people with 4+ photos: the last photo of 40 arrives in a later scan
+    few = names[counts <= 2][:1500]       # people with one or two photos: strangers around them
+    old_rows, new_rows = [], []
+    for i, name in enumerate(many):
+        rows = np.flatnonzero(person == name)
+        old_rows += rows[:-1].tolist() if i < 40 else rows.tolist()
+        new_rows += rows[-1:].tolist() if i < 40 else []
+    old_rows += np.flatnonzero(np.isin(person, few)).tolist()
+    db = tmp_path / "lib.db"
+    lib = open_library(db)
+    old_ids = _insert_faces(lib, x[old_rows], 0)
+    g = lib.group(full=True)
+    assert lib.tables.read("SELECT COUNT(*) FROM library_face_cells")[0][0] == len(old_ids)  # every face filed
+    assert g["faces_read"] == len(old_ids)
+
+    # name five groups; "not this person" once from a person and once from a group
+    groups = lib.people()["groups"]
+    for i, grp in enumerate(groups[:5]):
+        lib.name(grp["group"], f"person{i}")
+    taken = lib.faces_of("person0")[0].id
+    lib.reject(taken)
+    group_faces = [f.id for f in lib.faces_of(groups[5]["group"])]
+    lib.reject(group_faces[0])
+    before = {p["name"]: {f.id for f in lib.faces_of(p["name"])} for p in lib.people()["people"]}
+    new_ids = _insert_faces(lib, x[new_rows], len(old_rows))
+    lib.close()
+    shutil.copy(db, tmp_path / "all.db")  # the same library, to be sorted reading every face
+
+    lib = open_library(db)
+    got = lib.group()
+    assert got["mode"] == "incremental" and got["considered"] == len(new_ids)
+    assert got["faces_read"] < 0.4 * got["faces"]  # only the cells near the new faces
+    after = {p["name"]: {f.id for f in lib.faces_of(p["name"])} for p in lib.people()["people"]}
+    assert all(before[n] <= after[n] for n in before)  # every named person keeps every face
+    assert taken not in after["person0"]
+    mates = {f.id for f in lib.faces_of(groups[5]["group"])} if group_faces[1:] else set()
+    assert group_faces[0] not in mates
+    assert lib.tables.read("SELECT COUNT(*) FROM library_face_cells")[0][0] == len(old_ids) + len(new_ids)
+    near = {f.id: (f.person, f.group) for f in lib.tables.faces("WHERE library_faces.id >= ?", (new_ids[0],))}
+    lib.close()
+
+    everything = open_library(tmp_path / "all.db")
+    with everything.tables.write() as cur:
+        cur.execute("DELETE FROM library_cells")  # no cells: this run reads every face (and files them)
+    full = everything.group()
+    assert full["faces_read"] == full["faces"]
+    every = {f.id: (f.person, f.group) for f in everything.tables.faces("WHERE library_faces.id >= ?",
+                                                                        (new_ids[0],))}
+    everything.close()
+    # the new faces land where reading every face puts them: the same person, or both in some group
+    same = sum((near[i][0] == every[i][0]) and ((near[i][1] is None) == (every[i][1] is None)) for i in new_ids)
+    assert same >= 0.95 * len(new_ids)
+    joined = sum(near[i][0] is not None or near[i][1] is not None for i in new_ids)
+    assert joined >= 0.8 * len(new_ids)  # most last photos join their person's earlier ones
+
+
+def test_forgetting_a_person_deletes_their_cells_too(lfw_vectors, new_location, monkeypatch):
+    """On both backends: the cell tables are made by the store's dialect, new faces are filed by an upsert."""
+    from facelab.library import grouping
+
+    monkeypatch.setattr(grouping, "EXACT_LIMIT", 500)
+    x, person = lfw_vectors
+    lib = open_library(new_location("lib"))
+    try:
+        _insert_faces(lib, x[:1200], 0)
+        lib.group(full=True)
+        grp = lib.people()["groups"][0]
+        lib.name(grp["group"], "Ann")
+        ids = [f.id for f in lib.faces_of("Ann")]
+        lib.forget("Ann")
+        marks = ",".join("?" * len(ids))
+        left = lib.tables.read(f"SELECT COUNT(*) FROM library_face_cells WHERE face_id IN ({marks})", ids)[0][0]
+        assert ids and left == 0
+        filed = lib.tables.read("SELECT COUNT(*) FROM library_face_cells")[0][0]
+        new_ids = _insert_faces(lib, x[1200:1300], 1200)
+        got = lib.group()  # incremental: the new faces are filed in their nearest cells
+        assert got["mode"] == "incremental" and got["considered"] == len(new_ids)
+        assert lib.tables.read("SELECT COUNT(*) FROM library_face_cells")[0][0] == filed + len(new_ids)
+    finally:
+        lib.close()

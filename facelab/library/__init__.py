@@ -86,6 +86,8 @@ class Library:
     def scan(self, root, workers: int = 1, progress: bool = True, retry_skipped: bool = False,
              group: bool = True, analyse=None) -> ScanReport:
         """analyse: another engine for the per-photo work, e.g. facelab.distributed.ray_engine.scan_analyser()."""
+        if group:
+            grouping_params(self.model.name)  # a model without a measured grouping threshold: refused before scanning
         report = scan_folder(self, root, workers=workers, progress=progress, retry_skipped=retry_skipped,
                              analyse=analyse)
         if group:

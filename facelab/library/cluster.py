@@ -14,7 +14,7 @@ unsorted for the next grouping of the unsorted faces.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,6 +27,22 @@ class ClusterParams:
     k: int = 20               # neighbours kept per face
     min_size: int = 2         # smaller groups stay unsorted
     method: str = "whispers"  # "whispers" (Chinese whispers) or "components" (connected components)
+    ref_faces: int = 0        # the library size `threshold` was chosen at (faces) ...
+    per_decade: float = 0.0   # ... and its rise per tenfold growth past it (see size_threshold)
+
+    def for_faces(self, faces: int) -> ClusterParams:
+        """These parameters for a library of `faces` faces."""
+        return replace(self, threshold=size_threshold(self.threshold, faces, self.ref_faces, self.per_decade),
+                       ref_faces=0, per_decade=0.0)
+
+
+def size_threshold(threshold: float, faces: int, ref_faces: int, per_decade: float) -> float:
+    """The threshold for a library of `faces` faces. Each face meets about faces x FAR strangers above a fixed
+    threshold, so a bigger library merges more strangers: past `ref_faces` (the size the threshold was chosen at)
+    it rises `per_decade` for every tenfold growth; it is never lowered (benchmarks/cluster_scale.py)."""
+    if faces <= ref_faces or ref_faces <= 0 or per_decade <= 0:
+        return threshold
+    return round(threshold + per_decade * float(np.log10(faces / ref_faces)), 4)
 
 
 def block_rows(n: int, budget_floats: int = 32_000_000) -> int:
@@ -69,48 +85,67 @@ def neighbour_edges(vectors: np.ndarray, threshold: float, k: int, others: np.nd
 EXACT_LIMIT = 30_000  # faces; above this, neighbours come from an inverted-file search (all pairs grow as n²)
 
 
-def graph_edges(vectors: np.ndarray, threshold: float, k: int, seed: int = 0):
+def graph_edges(vectors: np.ndarray, threshold: float, k: int, seed: int = 0, keep_cells: dict | None = None):
     """The k-NN graph's edges above `threshold`: exact up to EXACT_LIMIT faces, approximate (IVF) above."""
     if len(vectors) <= EXACT_LIMIT:
         return neighbour_edges(vectors, threshold, k)
-    return ivf_edges(vectors, threshold, k, seed=seed)
+    return ivf_edges(vectors, threshold, k, seed=seed, keep_cells=keep_cells)
 
 
-def ivf_edges(vectors: np.ndarray, threshold: float, k: int, cells: int | None = None, probes: int = 8,
-              seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Approximate neighbour_edges: the faces are split into `cells` by k-means (scikit-learn, on a sample), and
-    each face is compared only with the faces of its `probes` nearest cells (an inverted file, as in IVF
-    indexes). Work is n x probes x n / cells instead of n²; the faces of one person lie close together, so they
-    share cells (the recall of edges is measured in benchmarks/cluster_scale.py)."""
+def fit_cells(vectors: np.ndarray, cells: int | None = None, seed: int = 0) -> np.ndarray:
+    """Unit centres of `cells` k-means cells (scikit-learn's MiniBatchKMeans, on a sample of 40 faces a cell);
+    default 2 * sqrt(n) cells, between 16 and 4096."""
     from sklearn.cluster import MiniBatchKMeans
 
     x = np.ascontiguousarray(vectors, np.float32)
     n = len(x)
-    cells = cells or int(min(4096, max(16, 2 * np.sqrt(n))))
-    probes = min(probes, cells)
+    cells = min(n, cells or int(min(4096, max(16, 2 * np.sqrt(n)))))
     rng = np.random.default_rng(seed)
     sample = x[rng.choice(n, min(n, 40 * cells), replace=False)]
     centres = MiniBatchKMeans(cells, init="random", n_init=1, max_iter=10, batch_size=4096, random_state=seed).fit(
         sample).cluster_centers_.astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    home = np.empty(n, np.int64)               # each face is stored in its nearest cell
-    probe = np.empty((n, probes), np.int64)    # and searches its `probes` nearest cells
-    step = block_rows(cells, 16_000_000)
+    return centres / np.linalg.norm(centres, axis=1, keepdims=True)
+
+
+def nearest_cells(vectors: np.ndarray, centres: np.ndarray, probes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each vector's nearest cell (where it is stored) and its `probes` nearest cells (where it searches)."""
+    x = np.ascontiguousarray(vectors, np.float32)
+    n, probes = len(x), min(probes, len(centres))
+    home = np.empty(n, np.int64)
+    probe = np.empty((n, probes), np.int64)
+    step = block_rows(len(centres), 16_000_000)
     for start in range(0, n, step):
         sims = x[start:start + step] @ centres.T
-        top = np.argpartition(-sims, probes - 1, axis=1)[:, :probes]
-        probe[start:start + step] = top
+        probe[start:start + step] = np.argpartition(-sims, probes - 1, axis=1)[:, :probes]
         home[start:start + step] = np.argmax(sims, axis=1)
+    return home, probe
+
+
+def ivf_edges(vectors: np.ndarray, threshold: float, k: int, cells: int | None = None, probes: int = 8,
+              seed: int = 0, keep_cells: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Approximate neighbour_edges: the faces are split into `cells` by k-means (scikit-learn, on a sample), and
+    each face is compared only with the faces of its `probes` nearest cells (an inverted file, as in IVF
+    indexes). Work is n x probes x n / cells instead of n²; the faces of one person lie close together, so they
+    share cells (the recall of edges is measured in benchmarks/cluster_scale.py). `keep_cells`, when given,
+    receives the centres and each face's home cell (the library keeps them for incremental grouping)."""
+    x = np.ascontiguousarray(vectors, np.float32)
+    centres = fit_cells(x, cells, seed)
+    cells = len(centres)
+    home, probe = nearest_cells(x, centres, probes)
+    if keep_cells is not None:
+        keep_cells.update(centres=centres, home=home)
+    n, probes = len(x), probe.shape[1]
     members = np.argsort(home, kind="stable")
     bounds = np.searchsorted(home[members], np.arange(cells + 1))
     q_of = np.repeat(np.arange(n), probes)
     c_of = probe.ravel()
     order = np.argsort(c_of, kind="stable")
     q_sorted, q_bounds = q_of[order], np.searchsorted(c_of[order], np.arange(cells + 1))
+    del q_of, c_of, order, probe
     rows, cols, sims_out = [], [], []
-    for c in range(cells):
-        m = members[bounds[c]:bounds[c + 1]]
-        q = q_sorted[q_bounds[c]:q_bounds[c + 1]]
+    for cell in range(cells):
+        m = members[bounds[cell]:bounds[cell + 1]]
+        q = q_sorted[q_bounds[cell]:q_bounds[cell + 1]]
         if not len(m) or not len(q):
             continue
         block = x[q] @ x[m].T
@@ -175,12 +210,12 @@ def drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     return out
 
 
-def cluster(vectors: np.ndarray, params: ClusterParams) -> np.ndarray:
-    """Group label per face (0..g-1, largest group first), -1 for unsorted."""
+def cluster(vectors: np.ndarray, params: ClusterParams, keep_cells: dict | None = None) -> np.ndarray:
+    """Group label per face (0..g-1, largest group first), -1 for unsorted. `keep_cells`: see ivf_edges."""
     n = len(vectors)
     if n == 0:
         return np.zeros(0, np.int64)
-    rows, cols, sims = graph_edges(vectors, params.threshold, params.k)
+    rows, cols, sims = graph_edges(vectors, params.threshold, params.k, keep_cells=keep_cells)
     if params.method == "components":
         labels = components(n, rows, cols)
     elif params.method == "whispers":

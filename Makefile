@@ -8,7 +8,7 @@ LFW    := ../shared/data/lfw
 # own torch wheel for Linux pulls several GB of CUDA libraries.
 WHEELS ?= /opt/wheels
 
-.PHONY: install run test bench clean chromium lock wheel docs docs-serve
+.PHONY: install run test lint bench clean chromium lock wheel docs docs-serve
 
 install: $(STAMP)
 
@@ -41,8 +41,13 @@ chromium:
 
 # The suite includes tests/test_wheel.py: the wheel, installed with only its declared dependencies into a fresh
 # virtualenv outside the source tree, verifies, identifies and serves from there.
-test: install chromium docs
+test: install chromium docs lint
 	$(BIN)/python -m pytest -q
+
+# Lint and type check; settings in pyproject.toml ([tool.ruff], [tool.mypy]), versions in requirements.lock.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # The wheel users install: out/dist/facelab-VERSION-py3-none-any.whl.
 wheel: install
@@ -60,4 +65,4 @@ bench: install
 	$(BIN)/python benchmarks/speed.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -22,7 +22,10 @@ import pytest
 
 import facelab
 
+from . import pg_server
 from .conftest import ROOT, lfw_image
+
+pg_uri = pg_server.pg_uri  # the throwaway PostgreSQL server fixture (one per session)
 
 pytestmark = pytest.mark.slow
 PHOTOS = {"Colin_Powell": [1, 2, 3, 4], "Tony_Blair": [1, 2, 3], "George_W_Bush": [1, 2, 3]}
@@ -236,6 +239,28 @@ def test_ray_library_scan_equals_the_single_process_scan(ray_address, library_tr
     assert again["unchanged"] == len(list(library_tree.rglob("*.jpg")))
     faces_after, groups_after = library_contents(location)
     assert sorted(faces_after) == sorted(faces) and groups_after == groups
+
+
+def test_ray_library_scan_into_postgresql_equals_the_local_scan(ray_address, library_tree, pg_uri, tmp_path):
+    """Workers on other machines write to PostgreSQL: the Ray scan into a PostgreSQL library stores what a local
+    scan into a file stores (the driver writes through the library's API, so both backends get the same rules)."""
+    from facelab.library import open_library
+
+    reference = str(tmp_path / "local.db")
+    with open_library(reference) as lib:
+        lib.scan(library_tree, progress=False)
+    ref_faces, ref_groups = library_contents(reference)
+    location = pg_server.fresh_schema(pg_uri, "raylib")
+    rc, report = scan_on_ray(library_tree, location, ray_address)
+    assert rc == 7 and report["engine"] == "ray" and report["faces_added"] == len(ref_faces)
+    faces, groups = library_contents(location)
+    assert sorted(faces) == sorted(ref_faces)
+    for key, (n_faces, box, vector) in ref_faces.items():
+        assert faces[key][0] == n_faces and abs(faces[key][1]["x"] - box["x"]) <= 1.0, key
+        np.testing.assert_allclose(faces[key][2], vector, atol=1e-5, err_msg=str(key))
+    assert groups == ref_groups
+    rc, again = scan_on_ray(library_tree, location, ray_address)
+    assert rc == 0 and again["files_added"] == 0
 
 
 def ray_workers_of_this_cluster() -> list[int]:

@@ -155,22 +155,8 @@ class SqliteStore(SqlStore):
     @contextmanager
     def write(self) -> Iterator[sqlite3.Cursor]:
         """One write transaction; waits up to `timeout` s for other writers, then a clear 'locked' error."""
-        cur = self.conn.cursor()
-        try:
-            cur.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise translate(self.location, exc, self.timeout) from None
-        try:
+        with self._transaction("BEGIN IMMEDIATE") as cur:
             yield cur
-            cur.execute("COMMIT")
-        except BaseException as exc:
-            try:
-                cur.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            if isinstance(exc, sqlite3.Error):
-                raise translate(self.location, exc, self.timeout) from None
-            raise
 
     def read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         try:
@@ -181,9 +167,18 @@ class SqliteStore(SqlStore):
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Cursor]:
         """A read transaction: every statement in it sees the same state; writers are not blocked (WAL)."""
+        with self._transaction("BEGIN") as cur:
+            yield cur
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Cursor]:
+        """Committed when the block ends, rolled back when it raises; SQLite's errors become one-line StoreErrors."""
         cur = self.conn.cursor()
         try:
-            cur.execute("BEGIN")
+            cur.execute(begin)
+        except sqlite3.Error as exc:
+            raise translate(self.location, exc, self.timeout) from None
+        try:
             yield cur
             cur.execute("COMMIT")
         except BaseException as exc:

@@ -7,9 +7,10 @@ import click
 
 from ..distributed.options import engine_options, ray_workers
 from ..errors import EXIT_OK, EXIT_PARTIAL
-from .common import echo_json, echo_result, handle_errors, location_options
+from .common import echo_json, echo_result, handle_errors, location_options, print_skipped
 
-LIBRARY_HELP = "Library: an SQLite file (lib.db); it is a gallery, so `identify -g lib.db` knows its named people."
+LIBRARY_HELP = ("Library: an SQLite file (lib.db) or postgresql://...#name; it is a gallery, so `identify -g LIB` "
+                "knows its named people.")
 
 
 library_option = location_options("-l", "--library", envvar="FACELAB_LIBRARY", help=LIBRARY_HELP)
@@ -66,22 +67,15 @@ def scan(ctx, photos, location, timeout, model, workers, retry_skipped, no_group
         from ..distributed import ray_engine
 
         analyse = ray_engine.scan_analyser(ray_address, ray_workers(ctx, workers), cpus_per_worker)
-    lib = _open(location, timeout, create=True, model=model)
-    try:
+    with _open(location, timeout, create=True, model=model) as lib:
         report = lib.scan(photos, workers=workers, progress=not no_progress, retry_skipped=retry_skipped,
                           group=not no_group, analyse=analyse)
-    finally:
-        lib.close()
     hard = {r: v for r, v in report.skipped.items() if r != "no face"}
     if as_json:
         echo_json(report.to_dict())
     else:
         click.echo(f"{location}: {report.summary()}")
-        for reason, items in sorted(report.skipped.items()):
-            for item in items[:5]:
-                click.echo(f"  skipped ({reason}): {item['file']}: {item['detail']}")
-            if len(items) > 5:
-                click.echo(f"  ... and {len(items) - 5} more {reason} (--json lists all)")
+        print_skipped(report.skipped)
         if report.grouping:
             g = report.grouping
             click.echo(f"  grouping: {g['joined_people']} faces joined named people, {g['joined_groups']} joined "

@@ -1,20 +1,20 @@
 """Does `facelab gallery calibrate` keep its promise? Requested FPIR vs FPIR measured on never-enrolled people.
 
-    .venv/bin/python benchmarks/calibrate_gallery.py [--models sface,...] [--draws 20] [--no-write]
+    .venv/bin/python benchmarks/calibrate_gallery.py [--models sface,...] [--draws 20] [--no-write] [--calibrate-only]
 
-LFW galleries (vectors from out/lfw_cache/all_images.npz, facelab's pipeline; no re-detection), each person
-enrolled with up to 10 photos, calibrated exactly as `Gallery.calibrate` does (facelab.gallery.calibrate: every
-person left out in turn plays a stranger, up to 5 of their photos searched, each person weighing 1; combined with
-LFW's curve counting as K strangers). The threshold is then tried on people the gallery never saw (up to 5 photos
-each, each person weighing 1). Target: measured FPIR within a factor 1.5 of the requested.
+LFW galleries (vectors from out/lfw_cache/all_images.npz, facelab's pipeline; no re-detection), each person enrolled
+with up to 10 photos, calibrated exactly as `Gallery.calibrate` does (facelab.gallery.calibrate: every person left
+out in turn plays a stranger, up to 5 of their photos searched, each person weighing 1; combined with LFW's curve
+counting as K = K0 * min(1, c / (S * FPIR)) strangers). The threshold is then tried on people the gallery never saw
+(up to 5 photos each, each person weighing 1). Target: measured FPIR within a factor 1.5 of the requested.
 
 Development and report are kept apart by person: LFW's people sorted by name, even index = development, odd =
-report. K (PRIOR_STRANGERS) is chosen on development draws: galleries of 100 and 300 even-index people, strangers
-the other even-index people, LFW's curve made from odd-index people only; plain galleries, women only and one photo
-per person (a gallery unlike LFW's curve). The report draws swap the halves: galleries of 100 odd-index people
-(strangers: other odd-index people; curve: even-index people only), then 1,000 and all people with >= 2 photos
-(strangers: every other LFW person; curve still even-index people only, who now overlap the gallery), at FPIR 1 %
-and, where 1/FPIR people allow, 0.1 %.
+report. The rule's K0 and c (PRIOR_STRANGERS, PRIOR_UNTIL) are chosen on development draws: galleries of 100, 300
+and 700 even-index people (plain), 100 (women only), 100 and 300 (one photo per person: a gallery unlike LFW's
+curve), strangers the other even-index people, LFW's curve made from odd-index people only. The report draws swap
+the halves: galleries of 100 odd-index people (strangers: other odd-index people; curve: even-index people only),
+then 1,000 and all people with >= 2 photos (strangers: every other LFW person; curve still even-index people only,
+who now overlap the gallery), at FPIR 1 % and, where 1/FPIR people allow, 0.1 %.
 
 It also writes what the library ships in facelab/gallery/open_set.json, per model and scoring:
 - "reference": LFW's curves made from ALL its people: the FPIR of a gallery of N LFW people (N from 10 to
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -150,10 +151,10 @@ def one_gallery(x, person, by_person, enrolled, strangers, curve, fpirs, ks, see
     rows = []
     for fpir in fpirs:
         for k in ks:
-            est = estimate_threshold(own, fpir, len(enrolled), None if k == 0 else curve,
-                                     prior_strangers=10 ** 9 if k == "curve" else k)
-            rows.append({"fpir_requested": fpir, "k": k, "threshold": est.threshold, "method": est.method,
-                         "shift": est.shift, "prior_weight": est.prior_weight,
+            k0, until = (0, math.inf) if k == 0 else (10 ** 9, math.inf) if k == "curve" else k
+            est = estimate_threshold(own, fpir, len(enrolled), curve, k0=k0, until=until)
+            rows.append({"fpir_requested": fpir, "k": rule_label(k), "threshold": est.threshold, "method": est.method,
+                         "shift": est.shift, "prior_weight": est.prior_weight, "prior_strangers": est.prior_strangers,
                          "fpir_estimate": sig(est.fpir_estimate), "fpir_left_out": sig(est.fpir_left_out)})
     probe, measured = stranger_fpir(x, person, by_person, g_rows, strangers, [r["threshold"] for r in rows],
                                     scoring, seed)
@@ -217,14 +218,30 @@ def write_open_set(defaults: dict, references: dict) -> None:
     OPEN_SET.write_text(compact_json(table))
 
 
-K_CANDIDATES = (0, 100, 200, 400, 1000, "curve")  # "curve": LFW's shifted curve alone
+# the rules tried: K = K0 * min(1, c / (S * FPIR)) for each (K0, c); c = inf is a constant K. Shown next to them, not
+# chosen from: 0 = leave-people-out alone, "curve" = LFW's shifted curve alone.
+RULES: tuple[Any, ...] = tuple((k0, c) for k0 in (300, 1000, 3000) for c in (1.0, 2.0, 3.0, 5.0, 10.0, math.inf))
+ENDS: tuple[Any, ...] = (0, "curve")
+FORMER_RULE = (1000, math.inf)  # K = 1,000 whatever the gallery (the rule before K depended on S * FPIR)
 
 
-def pick_k(rows: list[dict]) -> tuple[object, dict]:
-    """The K whose development draws land within x1.5 most often (ties: the smaller worst miss)."""
-    table = {str(k): summary([r for r in rows if r["k"] == k]) for k in K_CANDIDATES}
-    best = max(K_CANDIDATES, key=lambda k: (table[str(k)]["share_within"],
-                                           -abs(np.log(max(table[str(k)]["ratio_worst"], 1e-6)))))
+def rule_label(k: Any) -> str:
+    return str(k) if k in ENDS else f"K0={k[0]:g},c={k[1]:g}"
+
+
+def pick_rule(rows: list[dict]) -> tuple[Any, dict]:
+    """The rule whose development draws land within x1.5 most often, each set (kind x gallery size) weighing the
+    same so the few big galleries count as much as the many small ones (ties: the smaller worst miss)."""
+    sets = sorted({r["set"] for r in rows})
+    table = {}
+    for k in ENDS + RULES:
+        mine = [r for r in rows if r["k"] == rule_label(k)]
+        t = summary(mine)
+        t["share_within_per_set"] = round(float(np.mean([np.mean([r["within"] for r in mine if r["set"] == s])
+                                                         for s in sets])), 3)
+        table[rule_label(k)] = t
+    best = max(RULES, key=lambda k: (table[rule_label(k)]["share_within_per_set"],
+                                     -abs(np.log(max(table[rule_label(k)]["ratio_worst"], 1e-6)))))
     return best, table
 
 
@@ -269,23 +286,24 @@ class Check:
         for variant, (_, enrol) in VARIANTS.items():
             pool = [p for p in self.multi if self.keep(variant, p, 0)]
             others = [p for p in self.names if self.keep(variant, p, 0)]
-            for size in ((100,) if variant == "women only" else (100, 300)):
+            sizes = {"plain": (100, 300, 700), "women only": (100,), "one photo each": (100, 300)}[variant]
+            for size in sizes:
                 n = self.draws if size == 100 else max(1, self.draws // 2)
-                rows += self.run(pool, others, size, n, 500, self.curves[1], [FPIR], K_CANDIDATES, enrol,
+                rows += self.run(pool, others, size, n, 500, self.curves[1], [FPIR], ENDS + RULES, enrol,
                                  f"{variant}, {size}")
         return rows
 
-    def report(self, k) -> list[dict]:
+    def report(self, ks: tuple) -> list[dict]:
         """The halves swapped for 100 people; 1,000 and all people from everyone (curve: even-index people)."""
         rows = []
         for variant, (_, enrol) in VARIANTS.items():
             pool = [p for p in self.multi if self.keep(variant, p, 1)]
             others = [p for p in self.names if self.keep(variant, p, 1)]
-            rows += self.run(pool, others, 100, self.draws, 0, self.curves[0], [FPIR], (0, k), enrol,
+            rows += self.run(pool, others, 100, self.draws, 0, self.curves[0], [FPIR], ks, enrol,
                              f"{variant}, 100")
         rows += self.run(self.multi, self.names, 1000, max(1, self.draws // 2), 0, self.curves[0],
-                         [FPIR, FPIR / 10], (0, k), ENROL_PHOTOS, "plain, 1000")
-        rows += self.run(self.multi, self.names, len(self.multi), 1, 0, self.curves[0], [FPIR, FPIR / 10], (0, k),
+                         [FPIR, FPIR / 10], ks, ENROL_PHOTOS, "plain, 1000")
+        rows += self.run(self.multi, self.names, len(self.multi), 1, 0, self.curves[0], [FPIR, FPIR / 10], ks,
                          ENROL_PHOTOS, f"plain, all {len(self.multi)}")
         return rows
 
@@ -303,11 +321,13 @@ def main() -> None:
     ap.add_argument("--calibrate-models", default="sface,fused", help="models for the calibrate check")
     ap.add_argument("--draws", type=int, default=20, help="draws of 100 people (half as many of 300 and 1,000)")
     ap.add_argument("--no-write", action="store_true", help="do not update facelab/gallery/open_set.json")
+    ap.add_argument("--calibrate-only", action="store_true",
+                    help="only the calibrate check; keep the open-set defaults and curves already written")
     ap.add_argument("--vectors", type=Path,
                     help="another file of the same layout (default out/lfw_cache/all_images.npz)")
     args = ap.parse_args()
 
-    from facelab.gallery.calibrate import PRIOR_STRANGERS
+    from facelab.gallery.calibrate import PRIOR_STRANGERS, PRIOR_UNTIL
     from facelab.gallery.identify import SCORINGS
     from far_table import genders, lfw_root
 
@@ -321,25 +341,29 @@ def main() -> None:
            "vectors": str(args.vectors or "out/lfw_cache/all_images.npz"),
            "fpir_requested": FPIR, "enrol_photos_max": ENROL_PHOTOS,
            "target": "FPIR measured on never-enrolled people within a factor 1.5 of the requested",
-           "protocol": "people sorted by name: K chosen on even-index galleries (curve from odd-index people), "
+           "protocol": "people sorted by name: K0 and c chosen on even-index galleries (curve from odd-index people), "
                        "reported on odd-index galleries of 100 (curve from even-index people); 1,000 and all "
                        "people drawn from everyone (curve still from even-index people)",
            "calibrate": {}, "open_set_default": {}}
     checks = [Check(m, embedder_vectors(data, m).astype(np.float32), person, by_person, gender, args.draws,
                     lambda msg: print(msg, flush=True)) for m in args.calibrate_models.split(",")]
     dev = {c.model: c.development() for c in checks}
-    chosen, dev_table = pick_k([r for rows in dev.values() for r in rows])
-    print(f"  development draws ({', '.join(dev)}, pooled) choose K = {chosen}; the library uses {PRIOR_STRANGERS}",
-          flush=True)
+    chosen, dev_table = pick_rule([r for rows in dev.values() for r in rows])
+    used = (PRIOR_STRANGERS, PRIOR_UNTIL)
+    print(f"  development draws ({', '.join(dev)}, pooled) choose K = {rule_label(chosen)}; the library uses "
+          f"{rule_label(used)}", flush=True)
     for k, t in dev_table.items():
-        print(f"    K={k:>5s}: {t['within_x1.5']}/{t['draws']} within x1.5, median x{t['ratio_median']}, "
-              f"range x{t['ratio_min']}-x{t['ratio_max']}", flush=True)
-    if chosen != PRIOR_STRANGERS:
-        print(f"  WARNING: set PRIOR_STRANGERS = {chosen} in facelab/gallery/calibrate.py and run again", flush=True)
-    doc["k_chosen_on_development"], doc["k_used"] = chosen, PRIOR_STRANGERS
+        print(f"    K={k:>18s}: {t['share_within_per_set']:.3f} per set, {t['within_x1.5']}/{t['draws']} within x1.5, "
+              f"median x{t['ratio_median']}, range x{t['ratio_min']}-x{t['ratio_max']}", flush=True)
+    if chosen != used:
+        print(f"  WARNING: set PRIOR_STRANGERS, PRIOR_UNTIL = {chosen} in facelab/gallery/calibrate.py, run again",
+              flush=True)
+    doc["k_chosen_on_development"], doc["k_used"] = rule_label(chosen), rule_label(used)
+    doc["k_rule"] = "K = K0 * min(1, c / (S * FPIR)) (S: people left out in turn; c = inf: a constant K)"
     doc["development"] = dev_table
     for c in checks:
-        report = c.report(PRIOR_STRANGERS)
+        # leave-people-out alone, the former constant K = 1,000, the library's rule (and the chosen one if it differs)
+        report = c.report(tuple(dict.fromkeys((0, FORMER_RULE, used, chosen))))
         table = grouped(report)
         for g, t in table.items():
             print(f"    {c.model} {g}: {t['within_x1.5']}/{t['draws']} within x1.5, median x{t['ratio_median']}, "
@@ -348,6 +372,12 @@ def main() -> None:
             "development": grouped(dev[c.model]), "report": table, "report_draws": report,
             "curves": {"development (odd-index people)": {k: c.curves[1][k] for k in ("people", "gallery_people")},
                        "report (even-index people)": {k: c.curves[0][k] for k in ("people", "gallery_people")}}}
+    if args.calibrate_only:
+        old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        doc["open_set_default"] = old.get("open_set_default", {})
+        RESULTS.write_text(compact_json(doc))
+        print(f"wrote {RESULTS} (open-set defaults kept)")
+        return
     defaults, references = {}, {}
     names = sorted(by_person)
     for model in args.models.split(","):

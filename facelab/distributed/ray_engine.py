@@ -147,8 +147,9 @@ def enrol_analyser(address: str | None = None, workers: int | None = None, cpus_
     """The `analyse` engine of Gallery.enrol_folder: the per-photo detection and embedding on Ray actors.
     batch_size 1: photos reach the driver (and the gallery) one by one as they are done."""
     from ..gallery import enrol
+    from ..gallery.workers import init_worker
 
-    return RayAnalyser(enrol.analyse_photo, enrol._init_worker, address, workers, cpus_per_worker, batch_size)
+    return RayAnalyser(enrol.analyse_photo, init_worker, address, workers, cpus_per_worker, batch_size)
 
 
 def scan_analyser(address: str | None = None, workers: int | None = None, cpus_per_worker: int = 1,
@@ -157,6 +158,7 @@ def scan_analyser(address: str | None = None, workers: int | None = None, cpus_p
     actors, by the function a local scan runs (`facelab.library.scan.analyse_file`); the driver stores each file
     through the library's own API, so the ledger, the one transaction per file and the skip reasons hold."""
     require_ray("library scan --engine ray")
+    from ..gallery.workers import init_worker
     from ..library import scan
 
-    return RayAnalyser(scan.analyse_file, scan._init_worker, address, workers, cpus_per_worker, batch_size)
+    return RayAnalyser(scan.analyse_file, init_worker, address, workers, cpus_per_worker, batch_size)

@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import FacelabError, StoreError
-from .store import FileEntry, NewPhoto, file_sha256, split_model_name
+from .store import FileEntry, NewPhoto, file_sha256
+from .workers import analysis as worker_analysis
+from .workers import run_jobs
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..faces import Face
-    from ..pipeline import FaceAnalysis
     from . import Gallery
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -113,17 +114,6 @@ def walk(root: Path) -> list[tuple[str, Path]]:
 
 
 # -- the per-photo work (runs in the parent or in worker processes) --------------------------------------------
-_analysis: FaceAnalysis | None = None  # one per process: _init_worker makes it
-
-
-def _init_worker(model: str) -> None:
-    global _analysis
-    from ..pipeline import FaceAnalysis
-
-    name, flip = split_model_name(model)
-    _analysis = FaceAnalysis(embedder=name, flip=flip)
-
-
 def analyse_photo(job: tuple[str, str, str, dict]) -> dict[str, Any]:
     """Detect, choose, filter and embed the face of one photo. Never raises: a failure is a skip reason."""
     from ..images import load_image
@@ -136,9 +126,7 @@ def analyse_photo(job: tuple[str, str, str, dict]) -> dict[str, Any]:
         return {"skip": "unreadable", "detail": str(err)}
     except Exception as err:  # decoder crash on a damaged file
         return {"skip": "unreadable", "detail": f"{source}: {err}"}
-    analysis = _analysis
-    if analysis is None:
-        raise RuntimeError("analyse_photo runs after _init_worker (in this process or a worker)")
+    analysis = worker_analysis()
     faces = analysis.detect_rgb(rgb)
     if not faces:
         return {"skip": "no face", "detail": "no face found"}
@@ -220,18 +208,8 @@ def match_threshold(model: str, far: float) -> float:
     return operating_point(model, None, far).threshold
 
 
-def _results(jobs: list, workers: int, model: str) -> Iterator[dict[str, Any]]:
-    if workers <= 1 or len(jobs) < 2 * workers:
-        if _analysis is None or _analysis.embedder_name != split_model_name(model)[0]:
-            _init_worker(model)
-        for job in jobs:
-            yield analyse_photo(job)
-        return
-    import multiprocessing as mp
-
-    # spawn: cv2 / onnxruntime state is not fork-safe; each worker loads its own models once.
-    with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(model,)) as pool:
-        yield from pool.imap(analyse_photo, jobs, chunksize=4)
+def _results(jobs: list, n_workers: int, model: str) -> Iterator[dict[str, Any]]:
+    return run_jobs(analyse_photo, jobs, n_workers, model, chunksize=4)
 
 
 def enrol_folder(gallery: Gallery, root, progress: bool = True, workers: int = 1,

@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import FacelabError
 from ..gallery.enrol import IMAGE_SUFFIXES
-from ..gallery.store import file_sha256, split_model_name
+from ..gallery.store import file_sha256
+from ..gallery.workers import analysis as worker_analysis
+from ..gallery.workers import run_jobs
 from .store import NewFace
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..pipeline import FaceAnalysis
+    pass
 
 THUMB_SIDE = 112  # px, longer side of a face thumbnail
 
@@ -86,20 +88,9 @@ def walk_images(root: Path) -> list[Path]:
 
 
 # -- the per-file work (parent, worker processes or Ray actors) -------------------------------------------------
-_analysis: FaceAnalysis | None = None  # one per process: _init_worker makes it
-
-
-def _init_worker(model: str) -> None:
-    global _analysis
-    from ..pipeline import FaceAnalysis
-
-    name, flip = split_model_name(model)
-    _analysis = FaceAnalysis(embedder=name, flip=flip)
-
-
 def analyse_file(job: tuple[str, str]) -> dict[str, Any]:
     """Every face of one photo, embedded, with a thumbnail. Never raises: a failure is a skip reason.
-    Needs `_init_worker(model)` first in this process (the pool's initializer, a Ray actor's setup)."""
+    Needs `gallery.workers.init_worker(model)` first in this process (a pool's initializer, a Ray actor's setup)."""
     from ..images import face_jpeg, load_image
 
     source, sha = job
@@ -109,9 +100,7 @@ def analyse_file(job: tuple[str, str]) -> dict[str, Any]:
         return {"skip": ("unreadable", str(err))}
     except Exception as err:  # a decoder crash on a damaged file
         return {"skip": ("unreadable", f"{source}: {err}")}
-    analysis = _analysis
-    if analysis is None:
-        raise RuntimeError("analyse_file runs after _init_worker (in this process, a worker or a Ray actor)")
+    analysis = worker_analysis()
     try:
         faces = analysis.detect_rgb(rgb)
         if not faces:
@@ -133,18 +122,8 @@ def analyse_file(job: tuple[str, str]) -> dict[str, Any]:
     return {"faces": out}
 
 
-def _results(jobs: list, workers: int, model: str) -> Iterator[dict[str, Any]]:
-    if workers <= 1 or len(jobs) < 2 * workers:
-        if _analysis is None or _analysis.embedder_name != split_model_name(model)[0]:
-            _init_worker(model)
-        for job in jobs:
-            yield analyse_file(job)
-        return
-    import multiprocessing as mp
-
-    # spawn: cv2 / onnxruntime state is not fork-safe; each worker loads its own models once
-    with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(model,)) as pool:
-        yield from pool.imap(analyse_file, jobs, chunksize=2)
+def _results(jobs: list, n_workers: int, model: str) -> Iterator[dict[str, Any]]:
+    return run_jobs(analyse_file, jobs, n_workers, model, chunksize=2)
 
 
 Analyser = Callable[[list, str], Iterator[dict[str, Any]]]

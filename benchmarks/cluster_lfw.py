@@ -140,6 +140,14 @@ def tune(run, x, truth, grid):
     return best["value"], tried
 
 
+def _repo_relative(path: Path) -> str:
+    """A path as the results JSON records it: relative to the checkout (no machine paths in tracked files)."""
+    try:
+        return str(path.resolve().relative_to(ROOT.resolve()))
+    except ValueError:
+        return path.name
+
+
 def main() -> None:
     import argparse
 
@@ -164,7 +172,7 @@ def main() -> None:
     out = {"faces": int(found.sum()), "images_without_face": int((~found).sum()),
            "people": int(len(np.unique(person))), "dev_faces": int(dev.sum()), "test_faces": int((~dev).sum()),
            "split": "people by sha256(name)[0] % 2 (0 = dev)", "published": PUBLISHED, "results": [],
-           "vectors_file": args.vectors}
+           "vectors_file": _repo_relative(Path(args.vectors))}
 
     def report(name, vectors_name, x, run, grid, chosen_by="dev", fixed="fixed (reference defaults)"):
         if grid is None:

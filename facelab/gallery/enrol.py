@@ -40,6 +40,12 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".g
 BATCH = 32
 
 
+def skipped_summary(skipped: dict[str, list]) -> str:
+    """'skipped 3 (no face: 2, unreadable: 1)': a folder run's skips by reason (enrol and library scan)."""
+    total = sum(len(v) for v in skipped.values())
+    return f"skipped {total} (" + ", ".join(f"{r}: {len(v)}" for r, v in sorted(skipped.items())) + ")"
+
+
 @dataclass
 class EnrolOptions:
     min_size: float = 40.0     # px, shorter side of the face box; smaller faces embed poorly
@@ -88,10 +94,8 @@ class EnrolReport:
     def summary(self) -> str:
         parts = [f"added {len(self.added)}" + (f" ({self.matched} with the face, among several, that matches the "
                                                   f"person's other photos)" if self.matched else "")]
-        n_skip = sum(len(v) for v in self.skipped.values())
-        if n_skip:
-            parts.append(f"skipped {n_skip} (" + ", ".join(f"{r}: {len(v)}" for r, v in sorted(self.skipped.items()))
-                         + ")")
+        if any(self.skipped.values()):
+            parts.append(skipped_summary(self.skipped))
         if self.unchanged:
             parts.append(f"unchanged {self.unchanged}")
         if self.replaced:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FacelabError
-from ..gallery.enrol import IMAGE_SUFFIXES
+from ..gallery.enrol import IMAGE_SUFFIXES, skipped_summary
 from ..gallery.store import file_sha256
 from ..gallery.workers import analysis as worker_analysis
 from ..gallery.workers import run_jobs
@@ -61,10 +61,8 @@ class ScanReport:
 
     def summary(self) -> str:
         parts = [f"{self.files_added} photos read, {self.faces_added} faces added"]
-        n_skip = sum(len(v) for v in self.skipped.values())
-        if n_skip:
-            parts.append(f"skipped {n_skip} (" + ", ".join(f"{r}: {len(v)}" for r, v in sorted(self.skipped.items()))
-                         + ")")
+        if any(self.skipped.values()):
+            parts.append(skipped_summary(self.skipped))
         if self.unchanged:
             parts.append(f"unchanged {self.unchanged}")
         if self.changed:

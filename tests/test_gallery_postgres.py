@@ -78,6 +78,10 @@ def test_postgres_search_agrees_with_sqlite(pg_uri, tmp_path):
             b = [[m.person for m in row] for row in lite.rank(queries, 3, scoring)]
             assert a == b
             assert [row[0] for row in a] == [f"p{i}" for i in range(80)]
+        # the vectors read back are the very float32 stored, bit for bit, on both backends
+        _, _, from_sqlite = lite.store.vectors()
+        _, _, from_pg = pg.store.vectors()
+        assert from_pg.dtype == np.float32 and np.array_equal(from_pg.view(np.uint32), from_sqlite.view(np.uint32))
     finally:
         pg.close()
         lite.close()

@@ -328,31 +328,47 @@ def check(location, timeout, far, share, as_json):
               help="Share of strangers that may be named as someone (false-positive identification rate).")
 @click.option("--scoring", type=click.Choice(["max", "mean", "both"]), default="mean", show_default=True,
               help="The person score identify will use.")
+@click.option("--strangers", metavar="FOLDER|GALLERY",
+              help="People who are NOT in this gallery, searched against all of it next to the left-out people: a "
+                   "folder (one sub-folder per person, or loose photos, one person each) or another gallery of the "
+                   "same model. A few hundred to thousands of them, like the people identify will meet, make the "
+                   "threshold this gallery's own. Used, not stored.")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Processes reading the strangers' photos.")
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
-def calibrate(location, timeout, fpir, scoring, as_json):
+def calibrate(location, timeout, fpir, scoring, strangers, workers, as_json):
     """Measure the "unknown" threshold on this gallery: each person plays a stranger in turn (searched against
-    everyone else); the threshold names at most FPIR of them. Stored in the gallery; `identify` uses it.
+    everyone else), with the --strangers if given; the threshold names at most FPIR of them. Stored in the
+    gallery; `identify` uses it.
 
-    In a small gallery LFW's FPIR curve, moved to this gallery's own scores, carries most of the estimate
-    (docs/thresholds.md). Needs at least max(10, 1/FPIR) people. Exit 0; nothing changed: 2 for a bad FPIR,
-    6 for too few people.
+    Without many strangers LFW's FPIR curve, moved to this gallery's own scores, carries most of the estimate
+    (docs/thresholds.md). Needs at least max(10, 1/FPIR) people, gallery and strangers together. Exit 0; nothing
+    changed: 2 for a bad FPIR or strangers that are neither a folder nor a gallery, 4 for strangers without a
+    usable face, 6 for too few people.
     """
     from ..gallery.calibrate import check_fpir
 
     value = check_fpir(fpir)  # before opening: a bad request changes nothing
     with _open(location, timeout) as g:
-        result = g.calibrate(fpir=value, scoring=scoring)
+        result = g.calibrate(fpir=value, scoring=scoring, strangers=strangers, workers=workers)
     if as_json:
         echo_json(result.to_dict())
         return
-    click.echo(f"{location}: unknown below {result.threshold:.4f} ({scoring} scoring): {result.people} people "
-               f"each left out in turn ({result.probes} photos searched), {result.fpir_measured:.2%} of them named "
+    searched = f"{result.people} people each left out in turn"
+    if result.supplied_strangers:
+        searched += f" and {result.supplied_strangers} supplied strangers"
+    click.echo(f"{location}: unknown below {result.threshold:.4f} ({scoring} scoring): {searched} "
+               f"({result.probes} photos searched), {result.fpir_measured:.2%} of them named "
                f"at this threshold (asked: {result.fpir:.2%}). `identify` now uses it.")
+    if result.supplied_skipped:
+        click.echo(f"  strangers: {result.supplied_photos} photos used, skipped "
+                   + ", ".join(f"{n} ({reason})" for reason, n in sorted(result.supplied_skipped.items())))
     if result.prior_weight:
+        alone = "the strangers" if result.supplied_strangers else "left-out people"
         click.echo(f"  {result.method}: LFW's curve for {result.people} people, moved by {result.shift:+.4f} to "
                    f"this gallery's {result.comparisons:,} cross-person scores, weighs {result.prior_weight:.0%}; "
-                   f"estimated FPIR {result.fpir_estimate:.2%} (left-out people alone: {result.threshold_left_out:.4f},"
+                   f"estimated FPIR {result.fpir_estimate:.2%} ({alone} alone: {result.threshold_left_out:.4f},"
                    f" LFW's curve alone: {result.threshold_lfw_curve:.4f})")
     if result.warning:
         click.echo(f"warning: {result.warning}", err=True)

@@ -269,12 +269,19 @@ class Gallery:
         far_said = far_text(point.far) if point.far is not None else "unknown"  # a table row always has its FAR
         return point.threshold, point.far, f"1:1, FAR {far_said} on {point.source}"
 
-    def calibrate(self, fpir: float = 0.01, scoring: str = DEFAULT_SCORING, dry_run: bool = False):
+    def calibrate(self, fpir: float = 0.01, scoring: str = DEFAULT_SCORING, dry_run: bool = False,
+                  strangers=None, workers: int = 1):
         """Measure the "unknown" threshold on this gallery (each person plays a stranger in turn) and keep it in
-        the gallery; `identify` then uses it by default. See `gallery.calibrate`."""
-        from .calibrate import calibrate
+        the gallery; `identify` then uses it by default. strangers: people who are not in the gallery, searched
+        next to them: a folder of photos, another gallery's location, or a `strangers.Strangers`. See
+        `gallery.calibrate`."""
+        from .calibrate import calibrate, check_fpir
+        from .strangers import Strangers, load_strangers
 
-        return calibrate(self, fpir=fpir, scoring=scoring, dry_run=dry_run)
+        fpir = check_fpir(fpir)  # before reading strangers' photos: a bad request costs nothing
+        if strangers is not None and not isinstance(strangers, Strangers):
+            strangers = load_strangers(strangers, self, workers=workers)
+        return calibrate(self, fpir=fpir, scoring=scoring, dry_run=dry_run, strangers=strangers)
 
     def identify(self, image, top_k: int = 5, threshold: float | None = None, far: float | None = None,
                  scoring: str = DEFAULT_SCORING, order: str = "rgb") -> list[Identification]:

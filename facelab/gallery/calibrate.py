@@ -30,6 +30,12 @@ keeps FPIR(t) <= the requested rate. K0 and c were chosen on development draws (
 people, the curve made from odd-index people) and are reported on held-out ones (the other way round):
 docs/thresholds.md. A model without an LFW curve (a user-trained one) gets leave-people-out alone.
 
+Strangers the user supplies (`--strangers`: a folder of photos of people not in the gallery, or another
+gallery of them) join the left-out people: each is searched against the whole gallery and weighs 1 like them. They
+are the only way to know how often *this* gallery names *these* strangers; with about 2,000 of them S * FPIR is
+large, K falls (to about 140 at 1 %) and the curve's say with it. Their vectors are used and dropped: only their
+counts are stored.
+
 The result is stored in the gallery's metadata (key "open_set_calibration", with the method and the counts) and
 `identify` uses it by default, saying so ("calibrated on this gallery, FPIR 1 %").
 """
@@ -38,7 +44,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +56,7 @@ OPEN_SET_FILE = Path(__file__).with_name("open_set.json")
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import Gallery
+    from .strangers import Strangers
 
 META_KEY = "open_set_calibration"
 MIN_PEOPLE = 10            # never calibrate on fewer people, whatever the FPIR
@@ -63,6 +70,8 @@ SHIFT_PAIRS = 50           # the shift is read at the FMR that about this many o
 GRID = 1e-4                # thresholds are 4-decimal cosines
 METHOD = "leave-people-out + LFW curve"
 METHOD_ALONE = "leave-people-out"
+SUPPLIED = " + supplied strangers"  # added after "leave-people-out" when the user gave strangers
+STRANGER_LABEL = "\x00stranger:"  # a loose stranger photo's person label: never a gallery person's name
 
 
 class CalibrationError(FacelabError):
@@ -82,7 +91,7 @@ class TooFewPeople(CalibrationError):
 class Calibration:
     threshold: float
     fpir: float             # the requested rate
-    fpir_measured: float    # the share of left-out people (person-weighted) named at `threshold`
+    fpir_measured: float    # the share of left-out (and supplied) strangers, person-weighted, named at `threshold`
     scoring: str
     people: int             # people in the gallery when it was calibrated
     probes: int             # photos searched as strangers
@@ -97,8 +106,11 @@ class Calibration:
     prior_strangers: float = 0.0           # K: how many strangers LFW's curve counted as (prior_strangers())
     shift: float | None = None             # this gallery's cross-person scores minus LFW's, at fmr_for_shift
     fmr_for_shift: float | None = None
-    threshold_left_out: float | None = None  # leave-people-out alone
+    threshold_left_out: float | None = None  # the strangers (left out, supplied) alone
     threshold_lfw_curve: float | None = None  # LFW's shifted curve alone
+    supplied_strangers: int = 0             # people among the strangers the user supplied (S counts them too)
+    supplied_photos: int = 0                # their photos searched
+    supplied_skipped: dict[str, int] = field(default_factory=dict)  # their photos skipped, by reason
 
     @property
     def source(self) -> str:
@@ -170,6 +182,12 @@ class StrangerScores:
     @property
     def people(self) -> int:
         return len(np.unique(self.probe_person))
+
+    def __add__(self, other: StrangerScores) -> StrangerScores:
+        """Both sets of strangers (the gallery's left-out people and the supplied ones), each person weighing 1."""
+        return StrangerScores(np.r_[self.best, other.best], np.r_[self.weights, other.weights],
+                              np.r_[self.probe_person, other.probe_person], self.pair_hist + other.pair_hist,
+                              self.comparisons + other.comparisons)
 
     def fmr_threshold(self, fmr: float) -> float:
         """The lowest grid cosine that at most `fmr` of the (person-weighted) cross-person scores reach."""
@@ -368,10 +386,12 @@ def estimate_threshold(scores: StrangerScores, fpir: float, people: int, curve: 
                     shift, fmr, float(t[i_own]), float(t[lowest_threshold(t, lfw, fpir)]))
 
 
-def calibrate(gallery: Gallery, fpir: float = 0.01, scoring: str = "mean", dry_run: bool = False) -> Calibration:
+def calibrate(gallery: Gallery, fpir: float = 0.01, scoring: str = "mean", dry_run: bool = False,
+              strangers: Strangers | None = None) -> Calibration:
     """Measure the open-set threshold on this gallery (the rule above) and store it in the gallery.
 
-    Nothing is stored when the request is bad (CalibrationError) or the gallery has too few people
+    strangers: people not in the gallery (strangers.load_strangers), searched against all of it next to the
+    left-out people. Nothing is stored when the request is bad (CalibrationError) or there are too few people
     (TooFewPeople)."""
     fpir = check_fpir(fpir)
     from .identify import SCORINGS
@@ -380,26 +400,40 @@ def calibrate(gallery: Gallery, fpir: float = 0.01, scoring: str = "mean", dry_r
         raise CalibrationError(f"scoring must be one of {', '.join(SCORINGS)}")
     _, person, vectors = gallery.store.vectors()
     people = len(np.unique(person))
+    supplied = strangers.people if strangers is not None else 0
     need = min_people(fpir)
-    if people < need:
-        raise TooFewPeople(f"{gallery.location}: {people} people; calibrating FPIR {fpir:g} needs at least {need} "
-                           f"(each plays a stranger in turn; a higher --fpir needs fewer)")
+    if people + supplied < need or people < 2:
+        raise TooFewPeople(f"{gallery.location}: {people} people" + (f" and {supplied} supplied strangers" if
+                                                                   supplied else "") +
+                           f"; calibrating FPIR {fpir:g} needs at least {need} (each plays a stranger in turn; "
+                           f"a higher --fpir or more people with --strangers need fewer)")
     scores = score_strangers(vectors, person, scoring)
+    if strangers is not None:
+        scores = scores + score_strangers(strangers.vectors, strangers.person, scoring, max_people=10 ** 9,
+                                          gallery_vectors=vectors, gallery_person=person)
     curve = lfw_curve(gallery.model.name, scoring)
     est = estimate_threshold(scores, fpir, people, curve)
+    if supplied:
+        est.method = est.method.replace(METHOD_ALONE, METHOD_ALONE + SUPPLIED, 1)
     warning = ""
     if curve is None:
         warning = (f"no LFW curve for model {gallery.model.name!r}: the threshold rests on this gallery's "
-                   f"left-out people alone")
-    if people * fpir < RELIABLE_STRANGERS:
+                   f"left-out people" + (" and the supplied strangers" if supplied else "") + " alone")
+    if strangers is not None and strangers.same_name:
+        shown = ", ".join(strangers.same_name[:3]) + (" ..." if len(strangers.same_name) > 3 else "")
+        warning = "; ".join(filter(None, [warning, (
+            f"{len(strangers.same_name)} of the supplied strangers have the name of someone in the gallery "
+            f"({shown}): they were searched without that person, as a left-out person is")]))
+    if scores.people * fpir < RELIABLE_STRANGERS:
         # about people*fpir left-out strangers pass the threshold: with one or two of them it moves a lot from one
         # gallery to the next (benchmarks/calibrate_gallery.py), so LFW's curve carries most of the estimate
         lean = (f"the threshold leans on LFW's curve ({est.prior_weight:.0%} of the estimate, moved by "
                 f"{est.shift:+.4f} to this gallery's scores)" if curve is not None else
                 "the rate reached on strangers may be several times off either way")
         warning = "; ".join(filter(None, [warning, (
-            f"only {people * fpir:.3g} of {people} people are expected above an FPIR {fpir:g} threshold: {lean}; "
-            f"{math.ceil(RELIABLE_STRANGERS / fpir)} people (or a higher --fpir) give a steadier one")]))
+            f"only {scores.people * fpir:.3g} of {scores.people} people are expected above an FPIR {fpir:g} "
+            f"threshold: {lean}; {math.ceil(RELIABLE_STRANGERS / fpir)} people (more in the gallery or as "
+            f"--strangers, or a higher --fpir) give a steadier one")]))
     result = Calibration(threshold=est.threshold, fpir=fpir, fpir_measured=round(est.fpir_left_out, 5),
                          scoring=scoring, people=people, probes=len(scores.best), model=gallery.model.name,
                          calibrated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), warning=warning,
@@ -407,7 +441,9 @@ def calibrate(gallery: Gallery, fpir: float = 0.01, scoring: str = "mean", dry_r
                          fpir_estimate=round(est.fpir_estimate, 5), prior_weight=est.prior_weight,
                          prior_strangers=est.prior_strangers, shift=est.shift,
                          fmr_for_shift=None if est.fmr_for_shift is None else float(f"{est.fmr_for_shift:.3g}"),
-                         threshold_left_out=est.threshold_left_out, threshold_lfw_curve=est.threshold_lfw_curve)
+                         threshold_left_out=est.threshold_left_out, threshold_lfw_curve=est.threshold_lfw_curve,
+                         supplied_strangers=supplied, supplied_photos=strangers.photos if strangers else 0,
+                         supplied_skipped={r: len(v) for r, v in strangers.skipped.items() if v} if strangers else {})
     if not dry_run:
         stored = load(gallery) or {}
         stored = stored if isinstance(stored, dict) else {}

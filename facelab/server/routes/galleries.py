@@ -7,10 +7,11 @@ from fastapi import APIRouter, Query
 
 import facelab
 
-from ...errors import Conflict
+from ...errors import Conflict, FacelabError, NotFound
+from ...gallery.calibrate import CalibrationError
 from .. import capabilities, schemas
 from ..deps import READ, WRITE, GalleriesDep, Images
-from ..galleries import DEFAULT
+from ..galleries import DEFAULT, hide_location
 from .openapi import ERRORS, image_body
 
 log = logging.getLogger("facelab.server")
@@ -87,8 +88,24 @@ async def check_gallery(galleries: GalleriesDep, gallery: str, far: float = Quer
 
 @router.post("/v1/galleries/{gallery}/calibrate", response_model=schemas.CalibrationOut, dependencies=WRITE)
 async def calibrate_gallery(galleries: GalleriesDep, gallery: str, fpir: float = Query(0.01, gt=0, lt=1),
-                            scoring: str = Query("mean", pattern="^(max|mean|both)$")):
+                            scoring: str = Query("mean", pattern="^(max|mean|both)$"),
+                            strangers: str | None = Query(None, description="Another gallery of this server, of "
+                                                          "people who are not in this one (`--strangers`)")):
     """Measure the "unknown" threshold on this gallery (`facelab gallery calibrate`): each person plays a
-    stranger in turn; the threshold names at most `fpir` of them. Stored in the gallery; identify uses it."""
-    result = await galleries.run(gallery, lambda g: g.calibrate(fpir=fpir, scoring=scoring).to_dict())
+    stranger in turn, with the people of the `strangers` gallery if given; the threshold names at most `fpir` of
+    them. Stored in the gallery; identify uses it."""
+    others = None
+    if strangers is not None:
+        if strangers == gallery:
+            raise CalibrationError("a gallery cannot be its own strangers: name another gallery of its model")
+        if not galleries.exists(strangers):
+            raise NotFound(f"no gallery named {strangers!r} to take strangers from")
+        others = galleries.location(strangers)
+    try:
+        result = await galleries.run(gallery, lambda g: g.calibrate(fpir=fpir, scoring=scoring,
+                                                                    strangers=others).to_dict())
+    except FacelabError as err:  # the strangers' file stays on the server too
+        if others:
+            err.args = (hide_location(str(err), others, f"gallery {strangers!r}"),)
+        raise
     return {"gallery": gallery, **result}

@@ -494,6 +494,7 @@ def test_bad_strangers_get_one_line_and_an_exit_code_and_change_nothing(small_ga
         v = np.random.default_rng(0).normal(size=(2, other.model.dim)).astype(np.float32)
         other.add_embeddings("Someone", v / np.linalg.norm(v, axis=1, keepdims=True))
     cases = [(tmp_path / "nowhere", 2, "no such folder or gallery"), (faceless, 4, "no usable face"),
+             (g_path, 2, "a gallery cannot be its own strangers"),
              (tmp_path / "dlib.db", 6, "holds dlib_resnet embeddings, not sface")]
     for strangers, code, message in cases:
         out = run_cli("gallery", "calibrate", "-g", g_path, "--fpir", "0.1", "--strangers", strangers)

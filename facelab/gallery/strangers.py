@@ -67,6 +67,9 @@ def load_strangers(source: str | Path, gallery: Gallery, workers: int = 1) -> St
     if not is_postgres(text) and path.is_dir():
         labels, vectors, skipped = _embed_folder(path, gallery.model.name, workers)
     elif is_postgres(text) or path.is_file():
+        if _same_gallery(text, gallery.location):
+            raise FacelabError(f"{text}: a gallery cannot be its own strangers (its people are left out in turn "
+                               f"already); give photos or a gallery of people who are not in it")
         with open_gallery(text, model=gallery.model.name, create=False) as other:
             _, pid, vectors = other.store.vectors()
             names = other.person_names()
@@ -81,6 +84,15 @@ def load_strangers(source: str | Path, gallery: Gallery, workers: int = 1) -> St
     person = np.array([ids[lab] if lab in ids else own.setdefault(lab, -1 - len(own)) for lab in labels], np.int64)
     return Strangers(np.asarray(vectors, np.float32), person, text,
                      sorted({lab for lab in labels if lab in ids}), skipped)
+
+
+def _same_gallery(a: str, b: str) -> bool:
+    if "://" in a or "://" in b:
+        return a == b
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def _embed_folder(root: Path, model: str, workers: int) -> tuple[list[str], np.ndarray, dict[str, list]]:

@@ -200,7 +200,11 @@ def test_naming_a_group_makes_a_gallery_person_that_identify_and_later_scans_kno
 def test_rescan_reads_only_new_and_changed_files_and_drops_deleted_ones(lib, photos, tmp_path, lfw):
     work = tmp_path / "Photos"
     shutil.copytree(photos, work)
+    unsorted_before = lib.stats()["unsorted_faces"]
     first = lib.scan(work, progress=False)  # another folder: all read
+    g = first.grouping  # copies of faces already grouped join their groups, and are not grouped anew as well
+    assert g["joined_groups"] > 0
+    assert g["pool"] == g["considered"] - g["joined_groups"] - g["joined_people"] + unsorted_before
     before = lib.stats()["faces"]
     again = lib.scan(work, progress=False)
     assert again.files_added == 0 and again.unchanged == first.files_added + 1

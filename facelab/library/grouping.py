@@ -148,8 +148,8 @@ def _regroup_all(tables, params: ClusterParams, full: bool, keep_cells: bool) ->
     joined = np.zeros(len(ids), bool)
     joined[new_rows[got >= 0]] = True
     pool = new & ~joined
-    if not full:
-        pool |= unnamed & (old_group < 0)
+    if not full:  # ... but not the new faces that just joined someone (their stored group is still none)
+        pool |= unnamed & (old_group < 0) & ~joined
     pool_rows = np.flatnonzero(pool)
     kept: dict = {}
     labels, pool_moves = _pool_moves(tables, params, ids, vec, old_group, pool_rows, full, kept)

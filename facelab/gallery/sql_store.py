@@ -93,6 +93,16 @@ class SqlStore(Store):
         """A CREATE statement written for SQLite (INTEGER PRIMARY KEY, REAL, BLOB) in this database's types."""
         return sql
 
+    def insert_many(self, cur: Any, table: str, columns: tuple[str, ...], rows: Iterable[tuple]) -> None:
+        """INSERT many rows in one go (PostgreSQL: COPY; one statement per row costs a round trip each there)."""
+        cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks(len(columns))})", rows)
+
+    def scratch_table(self, cur: Any, name: str, columns: str) -> None:
+        """An empty table only this connection sees, for a batch the next statements join (a grouping's moves):
+        SQLite's TEMP table, emptied; PostgreSQL's dropped at commit."""
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns})")
+        cur.execute(f"DELETE FROM {name}")
+
     def json_number(self, column: str, key: str) -> str:
         """SQL for the number under `key` of a JSON text column."""
         return f"json_extract({column}, '$.{key}')"

@@ -26,6 +26,8 @@ FACES_PER_CELL = 64  # fine cells: 1,000 new faces in a million-face library tou
 PROBES = 2           # cells a new face searches: its nearest ones ...
 PROBE_MARGIN = 0.05  # ... whose centre is at most this much less similar than its nearest centre's
 CHUNK = 500          # ids per SQL IN (...) list
+CELL_COLUMNS = ("id", "centre")
+FACE_CELL_COLUMNS = ("face_id", "cell")
 
 
 def fine_cells(vectors: np.ndarray, coarse_home: np.ndarray, per_cell: int = FACES_PER_CELL,
@@ -78,10 +80,10 @@ def save(tables, cell_centres: np.ndarray, homes: np.ndarray, ids: np.ndarray) -
     with tables.write() as cur:
         cur.execute("DELETE FROM library_face_cells")
         cur.execute("DELETE FROM library_cells")
-        cur.executemany("INSERT INTO library_cells VALUES (?, ?)",
-                        [(i, c.astype(np.float32).tobytes()) for i, c in enumerate(cell_centres)])
-        cur.executemany("INSERT INTO library_face_cells VALUES (?, ?)",
-                        zip(np.asarray(ids).tolist(), np.asarray(homes).tolist()))
+        tables.store.insert_many(cur, "library_cells", CELL_COLUMNS,
+                                 [(i, c.astype(np.float32).tobytes()) for i, c in enumerate(cell_centres)])
+        tables.store.insert_many(cur, "library_face_cells", FACE_CELL_COLUMNS,
+                                 zip(np.asarray(ids).tolist(), np.asarray(homes).tolist()))
 
 
 def add(tables, cell_centres: np.ndarray, face_ids: np.ndarray, vectors: np.ndarray) -> None:

@@ -245,9 +245,14 @@ class LibraryTables:
         the user sorted meanwhile (its group or person changed since it was read) is left as the user put it."""
         moved = named = 0
         with self.write() as cur:
-            for face, old, new in changes:
-                moved += cur.execute("UPDATE library_faces SET group_id = ? WHERE id = ? AND photo_id IS NULL AND "
-                                     "COALESCE(group_id, -1) = ?", (new, face, old)).rowcount
+            if changes:  # one batch joined in, not a statement per face (PostgreSQL: 100k faces took 18 s more)
+                self.store.scratch_table(cur, "grouping_moves", "face bigint PRIMARY KEY, old bigint, new bigint")
+                self.store.insert_many(cur, "grouping_moves", ("face", "old", "new"), changes)
+                moved = cur.execute(
+                    "UPDATE library_faces SET group_id = (SELECT m.new FROM grouping_moves m WHERE m.face = "
+                    "library_faces.id) WHERE id IN (SELECT face FROM grouping_moves) AND photo_id IS NULL AND "
+                    "COALESCE(group_id, -1) = (SELECT m.old FROM grouping_moves m WHERE m.face = library_faces.id)"
+                ).rowcount
             for face, old, person_id in to_people:
                 row = cur.execute("SELECT photo_id, COALESCE(group_id, -1) FROM library_faces WHERE id = ?",
                                   (face,)).fetchone()
@@ -256,7 +261,10 @@ class LibraryTables:
                     continue
                 self._make_photo(cur, face, person_id)
                 named += 1
-            cur.executemany("UPDATE library_faces SET grouped = 1 WHERE id = ?", [(f,) for f in considered])
+            self.store.scratch_table(cur, "grouping_considered", "face bigint PRIMARY KEY")
+            self.store.insert_many(cur, "grouping_considered", ("face",), ((f,) for f in considered))
+            cur.execute("UPDATE library_faces SET grouped = 1 WHERE id IN (SELECT face FROM grouping_considered) "
+                        "AND grouped = 0")
         return moved, named
 
     def _make_photo(self, cur: Any, face: int, person_id: int) -> int:

@@ -367,6 +367,26 @@ def test_internal_errors_hide_the_stack_trace(client, jpg, monkeypatch):
     assert "secret" not in r.text and "RuntimeError" not in r.text
 
 
+def test_a_missing_optional_package_is_a_501_naming_its_extra(client, jpg, monkeypatch):
+    """What regrouping a fused-model library did on a [server] install: scipy missing, a bare 500."""
+    def needs_scipy(*a, **kw):
+        raise ModuleNotFoundError("No module named 'scipy'", name="scipy")
+
+    monkeypatch.setattr(facelab, "detect", needs_scipy)
+    r = client.post("/v1/detect", files=upload(jpg))
+    assert r.status_code == 501 and error_code(r) == "missing_extra", r.text
+    assert "pip install 'facelab[eval]'" in r.json()["error"]["message"]
+
+
+def test_a_bug_import_error_stays_an_internal_error(client, jpg, monkeypatch):
+    def broken(*a, **kw):
+        raise ModuleNotFoundError("No module named 'facelab.nowhere'", name="facelab.nowhere")
+
+    monkeypatch.setattr(facelab, "detect", broken)
+    r = client.post("/v1/detect", files=upload(jpg))
+    assert r.status_code == 500 and error_code(r) == "internal_error"
+
+
 def test_facelab_error_codes_map_to_statuses():
     from facelab.errors import Conflict, ImageError, ModelError, NoFaceError, NotFound, StoreError
     from facelab.server.errors import status_for

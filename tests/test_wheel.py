@@ -133,6 +133,24 @@ def test_analyze_runs_on_the_core_install(venv, astronaut_jpg):
     assert "expression" in out.stdout and "age" in out.stdout
 
 
+def test_library_scan_groups_on_the_core_install(venv, lfw):
+    """`library scan` once needed fasteners, which only a dev tool brought: ModuleNotFoundError from the wheel."""
+    photos = venv["cwd"] / "photos"
+    photos.mkdir()
+    for name in ("Colin_Powell", "Tony_Blair"):
+        for i in (1, 2, 3):
+            (photos / f"{name}_{i:04d}.jpg").symlink_to(lfw / "images" / name / f"{name}_{i:04d}.jpg")
+    scan = facelab(venv, "library", "scan", photos, "-l", "lib.db")
+    assert scan.returncode == 0, scan.stdout + scan.stderr
+    people = facelab(venv, "library", "people", "-l", "lib.db")
+    assert people.returncode == 0 and "group:1: 3 faces" in people.stdout and "group:2: 3 faces" in people.stdout
+    # the fused models group with scipy (scikit-learn's dependency): not in the core, so one line naming [eval]
+    fused = facelab(venv, "library", "scan", photos, "-l", "fused.db", "--model", "fused+flip")
+    assert fused.returncode == 10, fused.stdout + fused.stderr
+    lines = fused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'facelab[eval]'" in lines[0], fused.stderr
+
+
 @pytest.mark.parametrize("args, extra", [
     (["serve", "--port", "1"], "server"),
     (["train", "classifier", "nowhere"], "train"),

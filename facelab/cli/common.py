@@ -84,7 +84,8 @@ def print_skipped(skipped: dict[str, list[dict]], shown: int = 5) -> None:
     """A folder run's skipped files, `shown` per reason (enrol, scan): `--json` lists them all."""
     for reason, items in sorted(skipped.items()):
         for item in items[:shown]:
-            click.echo(f"  skipped ({reason}): {item['file']}: {item['detail']}")
+            detail = item["detail"].removeprefix(f"{item['file']}: ")  # an image error names its file already
+            click.echo(f"  skipped ({reason}): {item['file']}: {detail}")
         if len(items) > shown:
             click.echo(f"  ... and {len(items) - shown} more {reason} (--json lists all)")
 

@@ -198,6 +198,19 @@ def test_serve_answers_health_with_the_server_extra(venv):
         proc.wait(timeout=30)
 
 
+def test_a_lost_fusion_file_is_an_error_not_equal_weights(monkeypatch, tmp_path):
+    """Like open_set.json: without models/fusion.json the fused embedder silently used weights of 0.5."""
+    from facelab import embedders
+    from facelab.errors import ModelError
+    from facelab.gallery.store import model_info
+
+    monkeypatch.setattr(embedders, "FUSION_FILE", tmp_path / "fusion.json")
+    with pytest.raises(ModelError, match="fusion.json is missing"):
+        embedders.FusedEmbedder(load_models=False)
+    with pytest.raises(ModelError, match="fusion.json is missing"):
+        model_info("fused+flip")
+
+
 def test_a_lost_open_set_file_is_an_error_not_the_1to1_threshold(monkeypatch, tmp_path):
     """What a wheel without package data did: identify silently fell back to the lax 1:1 threshold."""
     from facelab.errors import ModelError

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
 import zipfile
@@ -78,6 +79,18 @@ def test_wheel_holds_every_package_data_file(wheel):
     missing = sorted(git_package_files() - names)
     assert not missing, f"runtime files missing from the wheel (pyproject.toml package-data): {missing}"
     assert "facelab/gallery/open_set.json" in names
+
+
+def test_sdist_holds_the_package_data_and_no_part_of_the_test_suite(tmp_path):
+    """Without MANIFEST.in setuptools put tests/test_*.py in the sdist but not the conftest.py they import."""
+    build = f"from setuptools import build_meta as b; b.build_sdist({str(tmp_path)!r})"
+    out = run([sys.executable, "-c", build], cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    (sdist,) = tmp_path.glob("facelab-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    assert not (git_package_files() - names), f"runtime files missing from the sdist: {git_package_files() - names}"
+    assert not [n for n in names if n.startswith("tests/")]
 
 
 def test_core_install_is_from_the_wheel_and_small(venv):

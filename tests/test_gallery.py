@@ -765,6 +765,32 @@ def test_photos_loose_in_the_root_are_reported_not_silently_ignored(lfw, tmp_pat
     assert broken.count("broken.jpg") == 1, broken  # the image error's own file name is not printed twice
 
 
+def test_deleting_without_yes_and_without_a_terminal_deletes_nothing(astronaut, tmp_path):
+    """`gallery delete` from a script without --yes deleted at once; `library forget` printed a bare "Aborted!"."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    db = tmp_path / "g.db"
+    g = facelab.open_gallery(db)
+    g.add_photo("Eileen Collins", astronaut, source="astronaut")
+    g.close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "facelab", *map(str, args)], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, env=env, cwd=ROOT, timeout=120)
+
+    for args in (["gallery", "delete", "Eileen Collins", "-g", db], ["library", "forget", "Eileen Collins", "-l", db]):
+        r = cli(*args)
+        assert r.returncode == 2 and "nothing deleted" in r.stderr and "--yes" in r.stderr, r.stdout + r.stderr
+    assert cli("gallery", "list", "-g", db).stdout.startswith("Eileen Collins")
+    r = cli("gallery", "delete", "Eileen Collins", "-g", db, "--yes")
+    assert r.returncode == 0 and "deleted Eileen Collins (1 photos)" in r.stdout, r.stderr
+
+
 def test_a_process_reloads_its_analysis_when_the_flip_changes_too(astronaut):
     """enrol and library scan share one FaceAnalysis per process; sface and sface+flip share an embedder name, so
     the cached one must be replaced when only the flip differs (a flip-less vector in a +flip store is wrong)."""

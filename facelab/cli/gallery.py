@@ -18,6 +18,7 @@ from .common import (
     SHARE,
     SIMILARITY,
     batch_exit_code,
+    confirm_deletion,
     echo_json,
     finish_batch,
     handle_errors,
@@ -282,8 +283,7 @@ def merge(src, dst, location, timeout):
 @handle_errors
 def delete(person, location, timeout, yes):
     """Delete a person: their photo records and embeddings, everywhere (the photo files are not touched)."""
-    if not yes and sys.stdin.isatty():
-        click.confirm(f"delete {person} and all their face data from {location}?", abort=True)
+    confirm_deletion(f"delete {person} and all their face data from {location}?", yes)
     with _open(location, timeout) as g:
         n = g.delete_person(person)
     click.echo(f"deleted {person} ({n} photos)")

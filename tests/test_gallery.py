@@ -765,6 +765,14 @@ def test_photos_loose_in_the_root_are_reported_not_silently_ignored(lfw, tmp_pat
     assert broken.count("broken.jpg") == 1, broken  # the image error's own file name is not printed twice
 
 
+def test_identify_on_an_empty_gallery_says_so(astronaut_jpg, tmp_path):
+    """An empty folder enrolled: every face was "unknown   []", as if the gallery knew people and none matched."""
+    (tmp_path / "people").mkdir()
+    assert run_cli("gallery", "enrol", tmp_path / "people", "-g", tmp_path / "g.db").returncode == 0
+    r = run_cli("identify", astronaut_jpg, "-g", tmp_path / "g.db")
+    assert r.returncode == 1 and "unknown   [the gallery is empty]" in r.stdout, r.stdout + r.stderr
+
+
 def test_deleting_without_yes_and_without_a_terminal_deletes_nothing(astronaut, tmp_path):
     """`gallery delete` from a script without --yes deleted at once; `library forget` printed a bare "Aborted!"."""
     import os

@@ -403,7 +403,7 @@ def _print_identification(src, results):
     for r in results:
         x, y, w, h = r.face.box
         who = f"{r.best.person} ({r.best.similarity:.3f})" if r.best else "unknown"
-        others = ", ".join(f"{m.person} {m.similarity:.3f}" for m in r.matches)
+        others = ", ".join(f"{m.person} {m.similarity:.3f}" for m in r.matches) or "the gallery is empty"
         click.echo(f"  #{r.face.index} at ({x:.0f},{y:.0f},{w:.0f}x{h:.0f}): {who}   [{others}]")
         for reason in r.uncertain:
             click.echo(f"    uncertain: {reason}")

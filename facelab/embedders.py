@@ -138,6 +138,17 @@ class DlibEmbedder(Embedder):
 FUSION_FILE = Path(__file__).parent / "models" / "fusion.json"
 
 
+def read_fusion_file() -> bytes:
+    """models/fusion.json, the fused embedder's fitted weights. Missing means a broken install: equal weights would
+    make other vectors than every fused gallery and threshold was measured with."""
+    from .errors import ModelError
+
+    try:
+        return FUSION_FILE.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{FUSION_FILE} is missing or unreadable ({exc.strerror}): reinstall facelab") from None
+
+
 class FusedEmbedder(Embedder):
     """SFace and dlib together: the concatenation of both unit vectors, weighted, is one unit vector whose
     cosine is the weighted sum of the two models' cosines (score-level fusion that a vector index can search).
@@ -157,7 +168,7 @@ class FusedEmbedder(Embedder):
         if load_models:
             self.sface = SFaceEmbedder(order=order, flip=flip)
             self.dlib = DlibEmbedder(flip=False)
-        params = json.loads(FUSION_FILE.read_text()) if FUSION_FILE.exists() else {}
+        params = json.loads(read_fusion_file())
         self.weight = float(params.get("sface_weight_flip" if flip else "sface_weight",
                                        params.get("sface_weight", 0.5)))
         mean = params.get("dlib_mean")

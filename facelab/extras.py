@@ -17,6 +17,9 @@ EXTRA_OF_MODULE = {
     "psycopg": "postgres",
     "torch": "train", "onnx": "train",
     "sklearn": "eval", "matplotlib": "eval",
+    # scikit-learn brings scipy; a photo library's grouping uses them for the fused models (scipy's connected
+    # components) and past 30,000 faces (k-means cells)
+    "scipy": "eval",
     "ray": "ray", "pyarrow": "ray",
 }
 

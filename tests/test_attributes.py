@@ -324,3 +324,14 @@ def test_cli_emoticon_png_and_svg(astronaut_jpg, no_face_jpg, tmp_path):
     assert ET.parse(svg).getroot().get("width") == "64"
     assert run_cli("emoticon", astronaut_jpg, "-o", tmp_path / "me.gif").returncode == 2
     assert run_cli("emoticon", no_face_jpg, "-o", png).returncode == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-o", "{tmp}/nowhere/me.svg"], "folder {tmp}/nowhere does not exist"),  # was an internal error, exit 8
+    (["-o", "{tmp}/me.png", "--size", "0"], "not in the range 16<=x<=4096"),  # was "cannot write empty image"
+    (["-o", "{tmp}/me.png", "--size", "-5"], "not in the range 16<=x<=4096"),
+])
+def test_cli_emoticon_bad_output_is_a_usage_error(astronaut_jpg, tmp_path, args, message):
+    out = run_cli("emoticon", astronaut_jpg, *[a.format(tmp=tmp_path) for a in args])
+    assert out.returncode == 2, out.stderr
+    assert message.format(tmp=tmp_path) in out.stderr and "internal error" not in out.stderr

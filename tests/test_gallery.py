@@ -749,6 +749,56 @@ def test_cli_enrol_identify_lookalike_and_errors(tree, tmp_path, lfw):
     assert r.returncode == 6 and "not dlib_resnet" in r.stderr
 
 
+def test_photos_loose_in_the_root_are_reported_not_silently_ignored(lfw, tmp_path):
+    """A newcomer's first try: photos straight in ROOT instead of ROOT/<person>/. It said "added 0", exit 0."""
+    root = tmp_path / "people"
+    (root / "Colin_Powell").mkdir(parents=True)
+    (root / "Colin_Powell" / "Colin_Powell_0001.jpg").symlink_to(lfw_image(lfw, "Colin_Powell", 1))
+    (root / "Colin_Powell" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "Tony_Blair_0001.jpg").symlink_to(lfw_image(lfw, "Tony_Blair", 1))
+    r = run_cli("gallery", "enrol", root, "-g", tmp_path / "g.db")
+    assert r.returncode == 7, r.stdout + r.stderr
+    assert "added 1, skipped 2 (not in a person folder: 1, unreadable: 1)" in r.stdout
+    loose = next(line for line in r.stdout.splitlines() if "not in a person folder" in line and "skipped (" in line)
+    assert "Tony_Blair_0001.jpg" in loose and f"{root}/<person>/" in loose
+    broken = next(line for line in r.stdout.splitlines() if "broken.jpg" in line)
+    assert broken.count("broken.jpg") == 1, broken  # the image error's own file name is not printed twice
+
+
+def test_identify_on_an_empty_gallery_says_so(astronaut_jpg, tmp_path):
+    """An empty folder enrolled: every face was "unknown   []", as if the gallery knew people and none matched."""
+    (tmp_path / "people").mkdir()
+    assert run_cli("gallery", "enrol", tmp_path / "people", "-g", tmp_path / "g.db").returncode == 0
+    r = run_cli("identify", astronaut_jpg, "-g", tmp_path / "g.db")
+    assert r.returncode == 1 and "unknown   [the gallery is empty]" in r.stdout, r.stdout + r.stderr
+
+
+def test_deleting_without_yes_and_without_a_terminal_deletes_nothing(astronaut, tmp_path):
+    """`gallery delete` from a script without --yes deleted at once; `library forget` printed a bare "Aborted!"."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    db = tmp_path / "g.db"
+    g = facelab.open_gallery(db)
+    g.add_photo("Eileen Collins", astronaut, source="astronaut")
+    g.close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "facelab", *map(str, args)], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, env=env, cwd=ROOT, timeout=120)
+
+    for args in (["gallery", "delete", "Eileen Collins", "-g", db], ["library", "forget", "Eileen Collins", "-l", db]):
+        r = cli(*args)
+        assert r.returncode == 2 and "nothing deleted" in r.stderr and "--yes" in r.stderr, r.stdout + r.stderr
+    assert cli("gallery", "list", "-g", db).stdout.startswith("Eileen Collins")
+    r = cli("gallery", "delete", "Eileen Collins", "-g", db, "--yes")
+    assert r.returncode == 0 and "deleted Eileen Collins (1 photos)" in r.stdout, r.stderr
+
+
 def test_a_process_reloads_its_analysis_when_the_flip_changes_too(astronaut):
     """enrol and library scan share one FaceAnalysis per process; sface and sface+flip share an embedder name, so
     the cached one must be replaced when only the flip differs (a flip-less vector in a +flip store is wrong)."""

@@ -367,6 +367,26 @@ def test_internal_errors_hide_the_stack_trace(client, jpg, monkeypatch):
     assert "secret" not in r.text and "RuntimeError" not in r.text
 
 
+def test_a_missing_optional_package_is_a_501_naming_its_extra(client, jpg, monkeypatch):
+    """What regrouping a fused-model library did on a [server] install: scipy missing, a bare 500."""
+    def needs_scipy(*a, **kw):
+        raise ModuleNotFoundError("No module named 'scipy'", name="scipy")
+
+    monkeypatch.setattr(facelab, "detect", needs_scipy)
+    r = client.post("/v1/detect", files=upload(jpg))
+    assert r.status_code == 501 and error_code(r) == "missing_extra", r.text
+    assert "pip install 'facelab[eval]'" in r.json()["error"]["message"]
+
+
+def test_a_bug_import_error_stays_an_internal_error(client, jpg, monkeypatch):
+    def broken(*a, **kw):
+        raise ModuleNotFoundError("No module named 'facelab.nowhere'", name="facelab.nowhere")
+
+    monkeypatch.setattr(facelab, "detect", broken)
+    r = client.post("/v1/detect", files=upload(jpg))
+    assert r.status_code == 500 and error_code(r) == "internal_error"
+
+
 def test_facelab_error_codes_map_to_statuses():
     from facelab.errors import Conflict, ImageError, ModelError, NoFaceError, NotFound, StoreError
     from facelab.server.errors import status_for
@@ -444,6 +464,64 @@ def test_cli_serve_refuses_a_busy_port(tmp_path):
         busy.listen()
         out = run_cli("serve", "--port", busy.getsockname()[1], "--data", tmp_path / "d")
     assert out.returncode == 2 and "cannot listen on 127.0.0.1" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("case, code, message", [
+    ("not a gallery", 6, "not a readable facelab gallery"),
+    ("a library's model", 6, "open it with --model sface+flip"),
+    ("unknown model", 5, "unknown embedding model 'nonsense'"),
+])
+def test_cli_serve_checks_the_gallery_before_printing_a_url(tmp_path, case, code, message):
+    """It served a text file, or a photo library (sface+flip) as sface, and failed every gallery request."""
+    from .conftest import run_cli
+
+    db = tmp_path / "g.db"
+    extra = []
+    if case == "not a gallery":
+        db.write_text("not a database")
+    elif case == "a library's model":
+        facelab.open_gallery(db, model="sface+flip").close()
+    else:
+        extra = ["--model", "nonsense"]
+    out = run_cli("serve", "--port", "1", "--data", tmp_path / "d", "--gallery", db, *extra)
+    assert out.returncode == code, out.stdout + out.stderr
+    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "serving" not in out.stdout
+
+
+@pytest.mark.slow
+def test_cli_serve_a_library_with_its_model(tmp_path):
+    """docs/library.md's `facelab serve --gallery lib.db --model sface+flip`: the option did not exist."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from .conftest import ROOT
+
+    db = tmp_path / "lib.db"
+    facelab.open_gallery(db, model="sface+flip").close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "facelab", "serve", "--port", str(port), "--data", tmp_path / "d",
+                             "--gallery", db, "--model", "sface+flip"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "FACELAB_THREADS": "1"})
+    try:
+        deadline, people = time.monotonic() + 120, None
+        while time.monotonic() < deadline and proc.poll() is None and people is None:
+            try:
+                people = httpx.get(f"http://127.0.0.1:{port}/v1/galleries/default/people", timeout=5)
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert people is not None, proc.stdout.read() if proc.poll() is not None else "no answer"
+        assert people.status_code == 200, people.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 # ---- webcam stream ------------------------------------------------------------------------------------------

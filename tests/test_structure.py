@@ -1,9 +1,19 @@
 """The shape of the code: the runtime package imports no maintainer script, and modules import each other without
-cycles (a submodule reading its own package's __init__ is how packages work, and is not counted)."""
+cycles (a submodule reading its own package's __init__ is how packages work, and is not counted). Every package
+it imports is one pyproject.toml declares (in the core, or in an extra that facelab/extras.py names)."""
 from __future__ import annotations
 
 import ast
+import functools
+import importlib.metadata as metadata
+import sys
+import tomllib
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from facelab.extras import EXTRA_OF_MODULE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,3 +110,76 @@ def test_no_import_cycles():
 
 def test_the_scan_would_see_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# -- declared dependencies ---------------------------------------------------------------------------------------
+def _third_party_imports() -> dict[str, str]:
+    """Top-level module -> the first facelab file importing it, for every module not of the stdlib or facelab."""
+    found: dict[str, str] = {}
+    for path in sorted((ROOT / "facelab").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for top in {n.split(".")[0] for n in names} - set(sys.stdlib_module_names) - {"facelab"}:
+                found.setdefault(top, str(path.relative_to(ROOT)))
+    return found
+
+
+@functools.cache
+def _packages_distributions() -> dict[str, list[str]]:
+    return metadata.packages_distributions()
+
+
+def _distributions_of(module: str) -> set[str]:
+    """The installed distributions that provide `module` (dlib-bin lists no top_level.txt entry for dlib)."""
+    names = _packages_distributions().get(module)
+    if not names:
+        names = [d.metadata["Name"] for d in metadata.distributions()
+                 if any(f.parts[0] == module for f in d.files or [])]
+    return {canonicalize_name(n) for n in names}
+
+
+def _closure(requirements: list[str], extras_of_facelab: dict[str, list[str]]) -> set[str]:
+    """Every distribution `requirements` bring, following the installed packages' own requirements and extras."""
+    seen: set[tuple[str, frozenset[str]]] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        key = (canonicalize_name(req.name), frozenset(req.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        if key[0] == "facelab":  # facelab[all]: its own extras, read from this checkout's pyproject.toml
+            todo += [Requirement(r) for extra in req.extras for r in extras_of_facelab[extra]]
+            continue
+        try:
+            subs = metadata.requires(req.name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for sub in map(Requirement, subs):
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in ("", *req.extras)):
+                todo.append(sub)
+    return {name for name, _ in seen}
+
+
+def test_every_imported_package_is_declared_and_a_missing_extra_is_named():
+    """fasteners (the SQLite store's lock) came only through a dev tool: `library scan` from the wheel crashed with
+    ModuleNotFoundError; scipy (the fused models' grouping) was in no extra's message: exit 8, not 10."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    core = _closure(project["dependencies"], extras)
+    everything = _closure(project["dependencies"] + [r for reqs in extras.values() for r in reqs], extras)
+    problems = []
+    for module, where in sorted(_third_party_imports().items()):
+        dists = _distributions_of(module)
+        if not dists & everything:
+            problems.append(f"{module} ({where}): in no dependency of pyproject.toml, core or extra")
+        elif not dists & core and module not in EXTRA_OF_MODULE:
+            problems.append(f"{module} ({where}): only in an extra; add it to facelab/extras.py EXTRA_OF_MODULE")
+        elif not dists & core and not dists & _closure(extras[EXTRA_OF_MODULE[module]], extras):
+            problems.append(f"{module} ({where}): the [{EXTRA_OF_MODULE[module]}] extra named for it does not bring it")
+    assert problems == []

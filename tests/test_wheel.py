@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
 import zipfile
@@ -80,6 +81,18 @@ def test_wheel_holds_every_package_data_file(wheel):
     assert "facelab/gallery/open_set.json" in names
 
 
+def test_sdist_holds_the_package_data_and_no_part_of_the_test_suite(tmp_path):
+    """Without MANIFEST.in setuptools put tests/test_*.py in the sdist but not the conftest.py they import."""
+    build = f"from setuptools import build_meta as b; b.build_sdist({str(tmp_path)!r})"
+    out = run([sys.executable, "-c", build], cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    (sdist,) = tmp_path.glob("facelab-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    assert not (git_package_files() - names), f"runtime files missing from the sdist: {git_package_files() - names}"
+    assert not [n for n in names if n.startswith("tests/")]
+
+
 def test_core_install_is_from_the_wheel_and_small(venv):
     heavy = "('torch', 'fastapi', 'uvicorn', 'psycopg', 'sklearn', 'matplotlib', 'cv2')"
     out = py(venv, "import sys, facelab; print(facelab.__file__); "
@@ -133,6 +146,24 @@ def test_analyze_runs_on_the_core_install(venv, astronaut_jpg):
     assert "expression" in out.stdout and "age" in out.stdout
 
 
+def test_library_scan_groups_on_the_core_install(venv, lfw):
+    """`library scan` once needed fasteners, which only a dev tool brought: ModuleNotFoundError from the wheel."""
+    photos = venv["cwd"] / "photos"
+    photos.mkdir()
+    for name in ("Colin_Powell", "Tony_Blair"):
+        for i in (1, 2, 3):
+            (photos / f"{name}_{i:04d}.jpg").symlink_to(lfw / "images" / name / f"{name}_{i:04d}.jpg")
+    scan = facelab(venv, "library", "scan", photos, "-l", "lib.db")
+    assert scan.returncode == 0, scan.stdout + scan.stderr
+    people = facelab(venv, "library", "people", "-l", "lib.db")
+    assert people.returncode == 0 and "group:1: 3 faces" in people.stdout and "group:2: 3 faces" in people.stdout
+    # the fused models group with scipy (scikit-learn's dependency): not in the core, so one line naming [eval]
+    fused = facelab(venv, "library", "scan", photos, "-l", "fused.db", "--model", "fused+flip")
+    assert fused.returncode == 10, fused.stdout + fused.stderr
+    lines = fused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'facelab[eval]'" in lines[0], fused.stderr
+
+
 @pytest.mark.parametrize("args, extra", [
     (["serve", "--port", "1"], "server"),
     (["train", "classifier", "nowhere"], "train"),
@@ -178,6 +209,19 @@ def test_serve_answers_health_with_the_server_extra(venv):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_lost_fusion_file_is_an_error_not_equal_weights(monkeypatch, tmp_path):
+    """Like open_set.json: without models/fusion.json the fused embedder silently used weights of 0.5."""
+    from facelab import embedders
+    from facelab.errors import ModelError
+    from facelab.gallery.store import model_info
+
+    monkeypatch.setattr(embedders, "FUSION_FILE", tmp_path / "fusion.json")
+    with pytest.raises(ModelError, match="fusion.json is missing"):
+        embedders.FusedEmbedder(load_models=False)
+    with pytest.raises(ModelError, match="fusion.json is missing"):
+        model_info("fused+flip")
 
 
 def test_a_lost_open_set_file_is_an_error_not_the_1to1_threshold(monkeypatch, tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import EXIT_OK, FacelabError, NoFaceError
-from .common import drawing_path, echo_json, finish_batch, handle_errors, record_failure
+from .common import drawing_path, echo_json, finish_batch, handle_errors, output_file, record_failure
 
 
 def _attribute_list(value: str | None):
@@ -98,9 +98,10 @@ def analyze(photos, as_json, draw, attributes):
 
 @click.command()
 @click.argument("photo")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), callback=output_file,
               help="OUT.svg or OUT.png; a photo with several faces gives OUT_0.png, OUT_1.png...")
-@click.option("--size", type=int, default=256, show_default=True, help="Picture size in pixels.")
+@click.option("--size", type=click.IntRange(16, 4096), default=256, show_default=True,
+              help="Picture size in pixels.")  # PNGs are drawn at 4x: 4096 px is a 16k-pixel canvas already
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: per face the files and the emoji string.")
 @handle_errors
 def emoticon(photo, output, size, as_json):

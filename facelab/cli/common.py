@@ -31,6 +31,16 @@ def unexpected_error(exc: BaseException, debug: bool = False, as_json: bool = Fa
     sys.exit(EXIT_INTERNAL)
 
 
+def confirm_deletion(question: str, yes: bool) -> None:
+    """Ask before deleting face data. With no terminal to ask on, refuse unless --yes: a script that left it out
+    must not delete silently (gallery delete did), nor get a bare "Aborted!"."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise click.UsageError("nothing deleted: no terminal to confirm on (stdin is not one); add --yes")
+    click.confirm(question, abort=True)
+
+
 def output_file(ctx, param, value):
     """Click callback for options naming a file to write: its folder must exist (checked before any work)."""
     if value is not None:
@@ -84,7 +94,8 @@ def print_skipped(skipped: dict[str, list[dict]], shown: int = 5) -> None:
     """A folder run's skipped files, `shown` per reason (enrol, scan): `--json` lists them all."""
     for reason, items in sorted(skipped.items()):
         for item in items[:shown]:
-            click.echo(f"  skipped ({reason}): {item['file']}: {item['detail']}")
+            detail = item["detail"].removeprefix(f"{item['file']}: ")  # an image error names its file already
+            click.echo(f"  skipped ({reason}): {item['file']}: {detail}")
         if len(items) > shown:
             click.echo(f"  ... and {len(items) - shown} more {reason} (--json lists all)")
 

@@ -18,6 +18,7 @@ from .common import (
     SHARE,
     SIMILARITY,
     batch_exit_code,
+    confirm_deletion,
     echo_json,
     finish_batch,
     handle_errors,
@@ -282,8 +283,7 @@ def merge(src, dst, location, timeout):
 @handle_errors
 def delete(person, location, timeout, yes):
     """Delete a person: their photo records and embeddings, everywhere (the photo files are not touched)."""
-    if not yes and sys.stdin.isatty():
-        click.confirm(f"delete {person} and all their face data from {location}?", abort=True)
+    confirm_deletion(f"delete {person} and all their face data from {location}?", yes)
     with _open(location, timeout) as g:
         n = g.delete_person(person)
     click.echo(f"deleted {person} ({n} photos)")
@@ -419,7 +419,7 @@ def _print_identification(src, results):
     for r in results:
         x, y, w, h = r.face.box
         who = f"{r.best.person} ({r.best.similarity:.3f})" if r.best else "unknown"
-        others = ", ".join(f"{m.person} {m.similarity:.3f}" for m in r.matches)
+        others = ", ".join(f"{m.person} {m.similarity:.3f}" for m in r.matches) or "the gallery is empty"
         click.echo(f"  #{r.face.index} at ({x:.0f},{y:.0f},{w:.0f}x{h:.0f}): {who}   [{others}]")
         for reason in r.uncertain:
             click.echo(f"    uncertain: {reason}")

@@ -7,7 +7,7 @@ import click
 
 from ..distributed.options import engine_options, ray_workers
 from ..errors import EXIT_OK, EXIT_PARTIAL
-from .common import echo_json, echo_result, handle_errors, location_options, print_skipped
+from .common import confirm_deletion, echo_json, echo_result, handle_errors, location_options, print_skipped
 
 LIBRARY_HELP = ("Library: an SQLite file (lib.db) or postgresql://...#name; it is a gallery, so `identify -g LIB` "
                 "knows its named people.")
@@ -190,8 +190,7 @@ def not_this_person(face_id, location, timeout, as_json):
 @handle_errors
 def forget(who, location, timeout, yes, as_json):
     """Delete a person or group with every face, thumbnail and embedding (biometric data), everywhere."""
-    if not yes and not as_json:
-        click.confirm(f"Delete {who} and all their faces from {location}?", abort=True)
+    confirm_deletion(f"Delete {who} and all their faces from {location}?", yes or as_json)
     _run(location, timeout, lambda lib: lib.forget(who), as_json)
 
 

@@ -1,6 +1,8 @@
 """`facelab serve`: the REST API and web page (uvicorn), and API key creation."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from .common import handle_errors
@@ -13,6 +15,8 @@ from .common import handle_errors
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--gallery", default=None, metavar="PATH|URL",
               help="The 'default' gallery: an SQLite file or postgresql:// URL. [default: DATA/gallery.db]")
+@click.option("--model", default=None, metavar="NAME",
+              help="Embedding model of the galleries served (default sface); a photo library's is sface+flip.")
 @click.option("--data", "data_dir", default="data", show_default=True, type=click.Path(file_okay=False),
               help="Folder for API key hashes and galleries created from the web page.")
 @click.option("--require-key", is_flag=True, help="Require an API key for every /v1 call, not only gallery changes.")
@@ -34,15 +38,13 @@ from .common import handle_errors
                    "server otherwise answers only localhost, 127.0.0.1, [::1] and the address itself, which "
                    "stops DNS-rebinding pages from reaching it.")
 @handle_errors
-def serve(host, port, gallery, data_dir, require_key, max_upload_mb, max_megapixels, threads, create_key, key_name,
-          allowed_hosts, workers):
+def serve(host, port, gallery, model, data_dir, require_key, max_upload_mb, max_megapixels, threads, create_key,
+          key_name, allowed_hosts, workers):
     """Serve the REST API (/v1, docs at /docs) and the web page (/).
 
     Gallery changes always need an API key (`Authorization: Bearer KEY`). When no key exists yet, one is
     created at start-up and printed once, with a page link that hands it to the page.
     """
-    from pathlib import Path
-
     from ..extras import require
 
     require("server", "facelab serve")
@@ -51,7 +53,7 @@ def serve(host, port, gallery, data_dir, require_key, max_upload_mb, max_megapix
 
     # Defaults, then FACELAB_SERVE_* variables, then these options (None: not given); see server/settings.py.
     settings = Settings.from_env(
-        data_dir=Path(data_dir), gallery=gallery, require_key_for_all=require_key, preload_models=True,
+        data_dir=Path(data_dir), gallery=gallery, model=model, require_key_for_all=require_key, preload_models=True,
         max_upload_bytes=int(max_upload_mb * 2**20) if max_upload_mb else None,
         max_pixels=int(max_megapixels * 1e6) if max_megapixels else None,
         inference_threads=threads, allowed_hosts=host_names(host, allowed_hosts))
@@ -67,6 +69,7 @@ def serve(host, port, gallery, data_dir, require_key, max_upload_mb, max_megapix
     from ..server.auth import KeyStore
 
     _check_port_free(host, port)
+    _check_gallery_opens(str(settings.gallery), settings.model)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     page = url
     if not KeyStore(settings.keys_file).has_keys():
@@ -110,6 +113,18 @@ def _check_port_free(host: str, port: int) -> None:
         except OSError as exc:
             raise click.UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
                                    f"check --host and --port") from None
+
+
+def _check_gallery_opens(location: str, model: str) -> None:
+    """An existing gallery file that is not one, or holds another model's embeddings, is one line now, not an
+    error on every request later. (A new file is created on first use; a PostgreSQL URL is opened then too.)"""
+    from ..gallery import open_gallery
+    from ..gallery.store import model_info
+
+    model_info(model)  # an unknown model name (exit 5), whether or not the gallery exists yet
+    if "://" in location or not Path(location).exists():
+        return
+    open_gallery(location, model=model, create=False).close()
 
 
 LOCAL_NAMES = ["localhost", "127.0.0.1", "[::1]"]

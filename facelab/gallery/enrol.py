@@ -117,6 +117,12 @@ def walk(root: Path) -> list[tuple[str, Path]]:
     return out
 
 
+def loose_photos(root: Path) -> list[Path]:
+    """Images directly in ROOT: not in a person's folder, so nobody to enrol them as (reported, never guessed)."""
+    return sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not p.name.startswith("."))
+
+
 # -- the per-photo work (runs in the parent or in worker processes) --------------------------------------------
 def analyse_photo(job: tuple[str, str, str, dict]) -> dict[str, Any]:
     """Detect, choose, filter and embed the face of one photo. Never raises: a failure is a skip reason."""
@@ -226,6 +232,9 @@ def enrol_folder(gallery: Gallery, root, progress: bool = True, workers: int = 1
     report = EnrolReport(str(root), gallery.location, workers=workers)
     t0 = time.perf_counter()
     files = walk(root)
+    for path in loose_photos(root):
+        report.skipped["not in a person folder"].append(
+            {"file": str(path), "detail": f"photos go in {root}/<person>/, the folder named after the person"})
     store = gallery.store
     ledger = store.file_entries([str(p) for _, p in files])
 

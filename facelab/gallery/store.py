@@ -112,7 +112,7 @@ class ModelInfo:
 
 def model_info(name: str) -> ModelInfo:
     """Identify an embedder without loading it: name, dimension and a fingerprint of what produces its vectors."""
-    from ..embedders import DLIB_CHIP, EMBEDDERS, FUSION_FILE, registered_embedder_names
+    from ..embedders import DLIB_CHIP, EMBEDDERS, read_fusion_file, registered_embedder_names
     from ..errors import ModelError
     from ..models.registry import get_model
 
@@ -128,7 +128,7 @@ def model_info(name: str) -> ModelInfo:
         parts["dlib_resnet"] = get_model("dlib_resnet").sha256
         # The fusion weights (and a dlib mean, if one is fitted) change the vectors: a gallery made with other
         # parameters is another model.
-        parts["fusion"] = hashlib.sha256(FUSION_FILE.read_bytes()).hexdigest() if FUSION_FILE.exists() else None
+        parts["fusion"] = hashlib.sha256(read_fusion_file()).hexdigest()
         dim = 256
     else:
         spec = get_model(base)

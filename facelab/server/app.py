@@ -39,9 +39,11 @@ def create_app_from_env() -> FastAPI:
 async def lifespan(app: FastAPI):
     context: ServerContext = app.state.context
     if context.settings.preload_models:
+        from ..gallery.store import split_model_name
         from ..pipeline import shared_analysis
 
-        analysis = shared_analysis(embedder=context.settings.model)
+        embedder, flip = split_model_name(context.settings.model)  # a library's sface+flip
+        analysis = shared_analysis(embedder=embedder, flip=flip)
         await anyio.to_thread.run_sync(lambda: (analysis.detector, analysis.embedder))
     yield
     context.galleries.close()

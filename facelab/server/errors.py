@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import FacelabError
+from ..extras import from_import_error
 
 log = logging.getLogger("facelab.server")
 
@@ -89,6 +90,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception):
+        missing = from_import_error(err, f"{request.method} {request.url.path}") if isinstance(err, ImportError) \
+            else None
+        if missing is not None:  # an optional package this install lacks: say which extra brings it
+            status, code = status_and_code(missing)
+            return JSONResponse(error_body(code, _one_line(str(missing))), status_code=status)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(error_body("internal_error", "internal server error (details are in the server log)"),
                             status_code=500)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import FacelabError
-from .enrol import IMAGE_SUFFIXES, EnrolOptions, analyse_photo, walk
+from .enrol import EnrolOptions, analyse_photo, loose_photos, walk
 from .workers import run_jobs
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,9 +53,7 @@ class Strangers:
 
 def stranger_files(root: Path) -> list[tuple[str, Path]]:
     """(person, file): sub-folders as `gallery enrol` reads them, then each loose photo in ROOT as its own person."""
-    loose = [(p.name, p) for p in sorted(root.iterdir())
-             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
-    return walk(root) + [(f"\x00{name}", path) for name, path in loose]  # \x00: never a gallery person's name
+    return walk(root) + [(f"\x00{p.name}", p) for p in loose_photos(root)]  # \x00: never a gallery person's name
 
 
 def load_strangers(source: str | Path, gallery: Gallery, workers: int = 1) -> Strangers:

@@ -184,7 +184,7 @@ def test_bad_datasets_are_refused_with_a_clear_message(built, lfw, tmp_path):
     raw, ds, _ = built
     build_dataset(_raw(lfw, tmp_path / "one", {"Colin_Powell": 5}), tmp_path / "one_ds", BuildOptions(largest=True))
     out = run_cli("train", "classifier", tmp_path / "one_ds")
-    assert out.returncode == 8 and "one class" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 11 and "one class" in out.stderr and "Traceback" not in out.stderr
     few = build_dataset(_raw(lfw, tmp_path / "few", {"Colin_Powell": 5, "Tony_Blair": 1}), tmp_path / "few_ds",
                         BuildOptions(largest=True))
     assert few.to_dict()["dropped_counts"]["class_too_small"] == 1
@@ -198,15 +198,15 @@ def test_bad_datasets_are_refused_with_a_clear_message(built, lfw, tmp_path):
     bad.mkdir(parents=True)
     (bad / "a.jpg").write_bytes(b"garbage")
     out = run_cli("dataset", "build", tmp_path / "bad", tmp_path / "bad_ds")
-    assert out.returncode == 8 and "no class has enough photos" in out.stderr
+    assert out.returncode == 11 and "no class has enough photos" in out.stderr
     # A dataset of another crop size: the SFace head needs 112 crops.
     build_dataset(raw, tmp_path / "small_ds", BuildOptions(largest=True, size=64))
     with pytest.raises(DatasetError, match=r"64x64.*--size 112"):
         train_classifier(tmp_path / "small_ds", tmp_path / "r3", progress=False)
     out = run_cli("dataset", "check", tmp_path / "small_ds")  # the check embeds 112 crops too
-    assert out.returncode == 8 and "--size 112" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 11 and "--size 112" in out.stderr and "Traceback" not in out.stderr
     out = run_cli("dataset", "check", tmp_path / "nowhere")
-    assert out.returncode == 8 and "not a facelab dataset" in out.stderr
+    assert out.returncode == 11 and "not a facelab dataset" in out.stderr
 
 
 def test_out_of_memory_leaves_a_resumable_run(built, tmp_path, monkeypatch):

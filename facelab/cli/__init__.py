@@ -63,8 +63,8 @@ def main(debug: bool, threads: int | None) -> None:
     \b
     Exit codes: 0 ok, 1 negative answer (different person / nobody known), 2 usage error,
     3 unreadable image, 4 no face, 5 model missing or corrupt, 6 gallery error, 7 some inputs of a batch failed,
-    8 unexpected internal error (a bug: `facelab --debug ...` shows where),
-    10 an optional part not installed (the message names the pip extra), 130 interrupted.
+    8 unexpected internal error (a bug: `facelab --debug ...` shows where), 9 training cannot go on,
+    10 an optional part not installed (the message names the pip extra), 11 dataset unusable, 130 interrupted.
     """
     from ..errors import FacelabError
     from ..settings import configure

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..extras import MissingExtra, require
+from ..train import DatasetError
 from .common import echo_json, fail, finish_batch, handle_errors, record_failure
 from .core import models
 from .eval import eval_group
@@ -87,7 +88,7 @@ def build(raw, out, size, largest, min_size, min_score, max_yaw, max_pitch, max_
     click.echo(f"wrote {out}/manifest.csv, report.json ({len(doc['classes'])} classes)")
     if not doc["classes"]:
         click.echo("facelab: error: no class has enough photos left; see report.json", err=True)
-        sys.exit(8)
+        sys.exit(DatasetError.exit_code)
 
 
 @dataset.command("check")

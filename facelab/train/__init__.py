@@ -25,7 +25,7 @@ from ..errors import FacelabError
 class DatasetError(FacelabError):
     """The dataset cannot be built or used as asked (empty, one class, too few images, wrong crop size)."""
 
-    exit_code = 8
+    exit_code = 11  # not 8: that is the CLI's "internal error" (a bug), which this is not
     code = "bad_dataset"
 
 

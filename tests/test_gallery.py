@@ -816,3 +816,24 @@ def test_a_process_reloads_its_analysis_when_the_flip_changes_too(astronaut):
     plain.embed_faces(astronaut, plain_faces := plain.detect_rgb(astronaut))
     assert faces[0].embedding is not None and plain_faces[0].embedding is not None
     assert float(faces[0].embedding @ plain_faces[0].embedding) < 0.9999  # really another vector
+
+
+def test_a_rerun_from_another_folder_finds_every_file_already_enrolled(lfw, tmp_path):
+    """enrol keeps files by absolute path: `enrol people/` from the photos' parent and `enrol ../work/people`
+    from elsewhere are the same files (was: every photo reported again as a duplicate, exit 7)."""
+    work = tmp_path / "work"
+    for person in ("Colin_Powell", "Tony_Blair"):
+        (work / "people" / person).mkdir(parents=True)
+        for n in (1, 2):
+            shutil.copy(lfw_image(lfw, person, n), work / "people" / person)
+    db = tmp_path / "g.db"
+    first = run_cli("gallery", "enrol", "people", "-g", db, "--json", cwd=work)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["added"] == 4
+    (tmp_path / "elsewhere").mkdir()
+    again = run_cli("gallery", "enrol", Path("..") / "work" / "people", "-g", db, "--json", cwd=tmp_path / "elsewhere")
+    assert again.returncode == 0, again.stdout + again.stderr
+    doc = json.loads(again.stdout)
+    assert doc["added"] == 0 and doc["unchanged"] == 4 and not doc["skipped"]
+    with facelab.open_gallery(db, create=False) as g:
+        assert all(Path(p.source).is_absolute() for p in g.photos("Tony_Blair"))

@@ -228,7 +228,7 @@ def enrol_folder(gallery: Gallery, root, progress: bool = True, workers: int = 1
     """analyse(jobs, model): yields analyse_photo(job) for each job, in order, computed elsewhere (Ray); the
     default runs it here or in `workers` processes. Writing stays here either way."""
     opts = options or EnrolOptions()
-    root = Path(root)
+    root = Path(root).resolve()  # the ledger knows files by absolute path: a re-run from elsewhere finds them
     report = EnrolReport(str(root), gallery.location, workers=workers)
     t0 = time.perf_counter()
     files = walk(root)

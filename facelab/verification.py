@@ -34,9 +34,14 @@ QUALITY_FLOOR = {"min_size": 40.0, "max_yaw": 45.0, "max_pitch": 40.0, "min_shar
 
 @lru_cache(maxsize=1)
 def _table() -> dict[str, Any]:
-    if not THRESHOLDS_FILE.exists():
-        return {}
-    return json.loads(THRESHOLDS_FILE.read_text())
+    """thresholds.json: every built-in model's operating points. Missing or damaged means a broken install, said
+    as such (not "no calibrated threshold for sface")."""
+    try:
+        return json.loads(THRESHOLDS_FILE.read_text())
+    except OSError as exc:
+        raise ModelError(f"{THRESHOLDS_FILE} is missing or unreadable ({exc.strerror}): reinstall facelab") from None
+    except ValueError:
+        raise ModelError(f"{THRESHOLDS_FILE} is damaged (not JSON): reinstall facelab") from None
 
 
 def far_text(far: float) -> str:

@@ -232,3 +232,16 @@ def test_a_lost_open_set_file_is_an_error_not_the_1to1_threshold(monkeypatch, tm
     monkeypatch.setattr(identify, "OPEN_SET_FILE", tmp_path / "open_set.json")
     with pytest.raises(ModelError, match="open_set.json is missing"):
         identify.default_threshold("sface", "mean")
+
+
+def test_a_lost_thresholds_file_says_reinstall(monkeypatch, tmp_path):
+    """Without thresholds.json verify said "no calibrated threshold for model 'sface'" as if the model were new."""
+    from facelab import verification
+    from facelab.errors import ModelError
+
+    monkeypatch.setattr(verification, "THRESHOLDS_FILE", tmp_path / "thresholds.json")
+    with pytest.raises(ModelError, match="thresholds.json is missing .*reinstall facelab"):
+        verification.operating_point("sface")
+    (tmp_path / "thresholds.json").write_text("{not json")
+    with pytest.raises(ModelError, match="thresholds.json is damaged .*reinstall facelab"):
+        verification.operating_point("sface")

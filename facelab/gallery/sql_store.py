@@ -244,7 +244,8 @@ class SqlStore(Store):
 
     @staticmethod
     def delete_empty_people(cur: Any) -> None:
-        cur.execute("DELETE FROM people WHERE id NOT IN (SELECT DISTINCT person_id FROM photos)")
+        # NOT EXISTS (an anti-join on photos_person), not NOT IN: see library/grouping.py _file_missing
+        cur.execute("DELETE FROM people WHERE NOT EXISTS (SELECT 1 FROM photos WHERE photos.person_id = people.id)")
 
     def face_image(self, photo_id: int) -> bytes | None:
         if not self.table_exists("faces"):

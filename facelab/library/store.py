@@ -223,8 +223,8 @@ class LibraryTables:
     def gallery_photos_without_faces(self) -> tuple[np.ndarray, np.ndarray]:
         """Person ids and vectors of gallery photos that are not library faces (people enrolled by folder)."""
         rows = self.read(f"SELECT photos.id, photos.person_id, embeddings.{self.store.vector_column} FROM photos "
-                         "JOIN embeddings ON embeddings.photo_id = photos.id WHERE photos.id NOT IN (SELECT photo_id "
-                         "FROM library_faces WHERE photo_id IS NOT NULL) ORDER BY photos.id")
+                         "JOIN embeddings ON embeddings.photo_id = photos.id WHERE NOT EXISTS (SELECT 1 FROM "
+                         "library_faces f WHERE f.photo_id = photos.id) ORDER BY photos.id")  # an anti-join
         n = len(rows)
         ids = np.fromiter((r[0] for r in rows), np.int64, n)
         return (np.fromiter((r[1] for r in rows), np.int64, n),

@@ -183,3 +183,16 @@ def test_every_imported_package_is_declared_and_a_missing_extra_is_named():
         elif not dists & core and not dists & _closure(extras[EXTRA_OF_MODULE[module]], extras):
             problems.append(f"{module} ({where}): the [{EXTRA_OF_MODULE[module]}] extra named for it does not bring it")
     assert problems == []
+
+
+def test_no_sql_uses_not_in_with_a_subquery():
+    """`x NOT IN (SELECT ...)` is an anti-join in SQLite but, once the subquery outgrows work_mem, a loop over it for
+    every row in PostgreSQL: a million-face library's incremental grouping stalled for minutes on one. The SQL of
+    the package says NOT EXISTS (SELECT 1 ... WHERE ...) instead."""
+    import re
+
+    pattern = re.compile(r"NOT\s+IN\s*\(\s*SELECT", re.IGNORECASE)
+    joined = re.compile(r"[\"']\s*\n\s*f?[\"']")  # "... NOT IN "\n "(SELECT ...": literals Python joins
+    found = [str(path.relative_to(ROOT)) for path in (ROOT / "facelab").rglob("*.py")
+             if pattern.search(joined.sub("", path.read_text()))]
+    assert not found, found

@@ -240,8 +240,12 @@ def test_a_lost_thresholds_file_says_reinstall(monkeypatch, tmp_path):
     from facelab.errors import ModelError
 
     monkeypatch.setattr(verification, "THRESHOLDS_FILE", tmp_path / "thresholds.json")
-    with pytest.raises(ModelError, match="thresholds.json is missing .*reinstall facelab"):
-        verification.operating_point("sface")
-    (tmp_path / "thresholds.json").write_text("{not json")
-    with pytest.raises(ModelError, match="thresholds.json is damaged .*reinstall facelab"):
-        verification.operating_point("sface")
+    verification._table.cache_clear()  # an earlier test has read the real file (an error is never cached)
+    try:
+        with pytest.raises(ModelError, match="thresholds.json is missing .*reinstall facelab"):
+            verification.operating_point("sface")
+        (tmp_path / "thresholds.json").write_text("{not json")
+        with pytest.raises(ModelError, match="thresholds.json is damaged .*reinstall facelab"):
+            verification.operating_point("sface")
+    finally:
+        verification._table.cache_clear()

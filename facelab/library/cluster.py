@@ -138,26 +138,33 @@ def ivf_edges(vectors: np.ndarray, threshold: float, k: int, cells: int | None =
     home, probe = nearest_cells(x, centres, probes)
     if keep_cells is not None:
         keep_cells.update(centres=centres, home=home)
-    n, probes = len(x), probe.shape[1]
+    probes = probe.shape[1]
     members = np.argsort(home, kind="stable")
     bounds = np.searchsorted(home[members], np.arange(cells + 1))
-    q_of = np.repeat(np.arange(n), probes)
+    # every (face, probed cell), sorted by cell: face i's j-th probe is flat index i * probes + j, so the sort's
+    # order divided by `probes` is the face (no n x probes arrays beyond the probes and their order: 16 probes
+    # at a million faces are 128 MB each)
     c_of = probe.ravel()
-    order = np.argsort(c_of, kind="stable")
-    q_sorted, q_bounds = q_of[order], np.searchsorted(c_of[order], np.arange(cells + 1))
-    del q_of, c_of, order, probe
+    q_bounds = np.r_[0, np.cumsum(np.bincount(c_of, minlength=cells))]
+    q_sorted = np.argsort(c_of, kind="stable")
+    del c_of, probe
+    q_sorted //= probes
     rows, cols, sims_out = [], [], []
     for cell in range(cells):
         m = members[bounds[cell]:bounds[cell + 1]]
-        q = q_sorted[q_bounds[cell]:q_bounds[cell + 1]]
-        if not len(m) or not len(q):
+        if not len(m):
             continue
-        block = x[q] @ x[m].T
-        r, cc = np.nonzero(block >= threshold)
-        keep = q[r] != m[cc]
-        rows.append(q[r][keep])
-        cols.append(m[cc][keep])
-        sims_out.append(block[r, cc][keep])
+        x_m = x[m].T
+        queries = q_sorted[q_bounds[cell]:q_bounds[cell + 1]]
+        step = block_rows(len(m), 16_000_000)  # k-means cells are uneven: a big one's queries in blocks of ~64 MB
+        for start in range(0, len(queries), step):
+            q = queries[start:start + step]
+            block = x[q] @ x_m
+            r, cc = np.nonzero(block >= threshold)
+            keep = q[r] != m[cc]
+            rows.append(q[r][keep])
+            cols.append(m[cc][keep])
+            sims_out.append(block[r, cc][keep])
     if not rows:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     r, c, s = np.concatenate(rows), np.concatenate(cols), np.concatenate(sims_out)

@@ -819,8 +819,8 @@ def test_a_process_reloads_its_analysis_when_the_flip_changes_too(astronaut):
 
 
 def test_a_rerun_from_another_folder_finds_every_file_already_enrolled(lfw, tmp_path):
-    """enrol keeps files by absolute path: `enrol people/` from the photos' parent and `enrol ../work/people`
-    from elsewhere are the same files (was: every photo reported again as a duplicate, exit 7)."""
+    """enrol keeps files by absolute path: the same folder enrolled from its parent and again, by another relative
+    path, from a sibling folder is the same files (was: every photo reported again as a duplicate, exit 7)."""
     work = tmp_path / "work"
     for person in ("Colin_Powell", "Tony_Blair"):
         (work / "people" / person).mkdir(parents=True)
